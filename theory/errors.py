@@ -1,0 +1,36 @@
+"""The one error type for parameters outside their valid range."""
+
+
+class ParameterError(ValueError):
+    """A parameter outside its valid range; the message names both.
+
+    ``parameter`` is the name as the API spells it (the command line maps it to a flag),
+    ``valid`` a short description of the valid range, ``value`` what was given.
+    """
+
+    def __init__(self, parameter: str, value, valid: str):
+        self.parameter, self.value, self.valid = parameter, value, valid
+        super().__init__(f"{parameter} = {value!r} is out of range: {valid}")
+
+
+def require_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise ParameterError naming ``name`` and the range."""
+    valid = f"an integer >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ParameterError(name, value, valid)
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ParameterError(name, value, valid)
+    return value
+
+
+def require_real(name: str, value, minimum: float | None = None, strict: bool = False) -> float:
+    """Return ``value`` as a finite float >= minimum (> minimum if strict), else raise."""
+    bound = "" if minimum is None else (f" > {minimum:g}" if strict else f" >= {minimum:g}")
+    valid = "a finite real number" + bound
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ParameterError(name, value, valid)
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise ParameterError(name, value, valid)
+    return value
