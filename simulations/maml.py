@@ -1,0 +1,120 @@
+"""Functional MAML and ANIL, batched over the tasks of a meta-batch with torch.func.
+
+One task's adaptation is a pure function of (parameters, support set); ``torch.func.vmap``
+runs it for every task at once, and ordinary autograd differentiates the whole batch
+through the inner loop (second order) or through the last step only (first order).
+
+  θ'_τ = θ − α U(∇θ L_support,τ(θ))     (k times; U = identity or a gradient transform)
+  meta-loss = mean_τ L_query,τ(θ'_τ)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from simulations.tasks import TaskBatch
+from theory.errors import ParameterError, require_int, require_real
+
+Params = dict[str, torch.Tensor]
+
+
+def squared_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """½ mean (f(x) − y)²: half the mean squared error."""
+    return 0.5 * ((pred - y) ** 2).mean()
+
+
+def logistic_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean log(1 + exp(−y f(x))) for labels y ∈ {−1, +1}."""
+    return F.softplus(-y * pred).mean()
+
+
+LOSSES = {"squared": squared_loss, "logistic": logistic_loss}
+
+
+@dataclass(frozen=True)
+class InnerLoop:
+    """How each task adapts: k steps of size α on its support set."""
+
+    alpha: float  # α, inner step size
+    steps: int = 1  # k, inner steps on the same support set
+    first_order: bool = False  # drop second-order terms (FOMAML): the meta-gradient skips ∂θ'/∂θ
+    adapt: str = "all"  # "all" = MAML, "head" = ANIL (only the output layer adapts)
+    loss: str = "squared"  # "squared" (regression) or "logistic" (classification, y ∈ {−1, +1})
+
+    def __post_init__(self):
+        require_real("alpha", self.alpha)
+        require_int("steps", self.steps, 0)
+        if self.adapt not in ("all", "head"):
+            raise ParameterError("adapt", self.adapt, "'all' (MAML) or 'head' (ANIL)")
+        if self.loss not in LOSSES:
+            raise ParameterError("loss", self.loss, f"one of {sorted(LOSSES)}")
+
+
+# A gradient transform U maps a task's gradients (name -> tensor) to the step direction,
+# given its own meta-learned parameters; None means the plain gradient step.
+Transform = Callable[[Params, Params], Params]
+
+
+def adapted_names(model: torch.nn.Module, inner: InnerLoop) -> list[str]:
+    """The parameters the inner loop changes: all of them (MAML) or the head (ANIL)."""
+    names = [n for n, _ in model.named_parameters()]
+    return names if inner.adapt == "all" else [model.head_name]
+
+
+def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.Tensor,
+          inner: InnerLoop, transform: Transform | None = None, transform_params: Params | None = None
+          ) -> Params:
+    """θ'_τ after k inner steps on one task's support set (x_s (K, d), y_s (K,)); pure."""
+    names = adapted_names(model, inner)
+    fast = {n: params[n] for n in names}
+    frozen = {n: p for n, p in params.items() if n not in fast}
+    loss_fn = LOSSES[inner.loss]
+
+    def support_loss(fast_params: Params) -> torch.Tensor:
+        return loss_fn(functional_call(model, {**frozen, **fast_params}, (x_s,)), y_s)
+
+    for step in range(inner.steps):
+        g = grad(support_loss)(fast)
+        if inner.first_order:
+            g = {n: t.detach() for n, t in g.items()}
+        if transform is not None:
+            g = transform(g, transform_params)
+        fast = {n: fast[n] - inner.alpha * g[n] for n in names}
+    return {**frozen, **fast}
+
+
+def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,
+                transform: Transform | None = None, transform_params: Params | None = None,
+                with_accuracy: bool = False) -> dict[str, torch.Tensor]:
+    """Per-task query losses before and after adaptation, batched over tasks: each (T,).
+
+    Keys: 'pre_loss', 'post_loss' (and 'pre_accuracy', 'post_accuracy' if with_accuracy).
+    """
+    loss_fn = LOSSES[inner.loss]
+
+    def one_task(x_s, y_s, x_q, y_q):
+        pred_pre = functional_call(model, params, (x_q,))  # (Q,)
+        fast = adapt(model, params, x_s, y_s, inner, transform, transform_params)
+        pred_post = functional_call(model, fast, (x_q,))  # (Q,)
+        out = {"pre_loss": loss_fn(pred_pre, y_q), "post_loss": loss_fn(pred_post, y_q)}
+        if with_accuracy:
+            out["pre_accuracy"] = (torch.sign(pred_pre) == y_q).to(pred_pre.dtype).mean()
+            out["post_accuracy"] = (torch.sign(pred_post) == y_q).to(pred_post.dtype).mean()
+        return out
+
+    return vmap(one_task)(batch.x_support, batch.y_support, batch.x_query, batch.y_query)
+
+
+def meta_loss(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,
+              transform: Transform | None = None, transform_params: Params | None = None) -> torch.Tensor:
+    """The MAML objective on a meta-batch: mean_τ L_query,τ(θ'_τ), a scalar."""
+    return task_losses(model, params, batch, inner, transform, transform_params)["post_loss"].mean()
+
+
+def initial_params(model: torch.nn.Module) -> Params:
+    """The model's parameters as detached leaves that require grad (the meta-parameters θ)."""
+    return {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()}

@@ -1,0 +1,33 @@
+"""Gradient transforms U for the inner step θ' = θ − α U(∇L): meta-learned preconditioners.
+
+Each transform is a pair (initial parameters, pure function (grads, params) -> directions),
+the form ``simulations.maml.adapt`` takes. An untrained transform is the identity.
+"""
+from __future__ import annotations
+
+import torch
+
+from simulations.maml import Params
+
+
+def scalar_step(names: list[str], dtype=torch.float64) -> tuple[Params, callable]:
+    """U(g) = exp(s) g: a meta-learned step size α·exp(s), s = 0 initially."""
+    params = {"log_scale": torch.zeros((), dtype=dtype, requires_grad=True)}
+
+    def apply(grads: Params, p: Params) -> Params:
+        return {n: torch.exp(p["log_scale"]) * g for n, g in grads.items()}
+
+    return params, apply
+
+
+def matrix_preconditioner(name: str, dim: int, dtype=torch.float64) -> tuple[Params, callable]:
+    """U(g) = P g for the (1, d) weight ``name`` of a shallow model (g as a row: g Pᵀ); P = I initially.
+
+    This is the full-matrix preconditioned step of theory.preconditioned_maml.
+    """
+    params = {"precond": torch.eye(dim, dtype=dtype, requires_grad=True)}
+
+    def apply(grads: Params, p: Params) -> Params:
+        return {n: (g @ p["precond"].T if n == name else g) for n, g in grads.items()}  # (1, d)
+
+    return params, apply

@@ -1,0 +1,96 @@
+"""MAML with a preconditioned inner step w' = w − α P ∇L(w): expected loss, optimal P, its gain.
+
+This is what upper layers of a deep linear net (first order) or an explicit meta-optimizer
+provide. With e = θ − w_τ, S = Σx, C = E[e eᵀ] = (θ − μ)(θ − μ)ᵀ + Σw and Ŝ the support
+second moment, one step gives e' = (I − αPŜ) e + (α/K) P Xᵀε, so (derived here)
+
+  L_post(θ, P) = ½ tr(M_P C) + ½ (α² s² / K) tr(Pᵀ S P S) + ½ s²,
+  M_P = E[(I − αPŜ)ᵀ S (I − αPŜ)] = S − αSPS − αSPᵀS + α² E[Ŝ PᵀSP Ŝ]   (wishart_moments).
+
+M_P is positive semi-definite, so θ = μ is optimal for every P. Writing Q = αP and
+c₁ = (K + 1)/K, c₂ = (tr(SC) + s²)/K, the loss at θ = μ (C = Σw) is
+
+  ½ [tr(SC) − 2 tr(SQSC) + tr(Qᵀ S Q D)] + ½ s²,   D = c₁ S C S + c₂ S,
+
+a convex quadratic in Q minimised at Q* = C (c₁ S C + c₂ I)⁻¹ with value
+  L* = ½ [tr(SC) − tr(S C S C (c₁ S C + c₂ I)⁻¹)] + ½ s².
+For S = I and Σw = σ² U Uᵀ of rank r (s² = 0): L* = ½ r σ² (rσ² + 1)/(K + rσ² + 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from theory.errors import ParameterError, require_real
+from theory.task_family import LinearTaskFamily
+from theory.wishart_moments import sample_moment_sandwich
+
+
+def step_matrix_moment(family: LinearTaskFamily, precond: np.ndarray, alpha: float) -> np.ndarray:
+    """M_P = E[(I − αPŜ)ᵀ Σx (I − αPŜ)], (d, d)."""
+    s, p = family.input_cov, _check_precond(family, precond)
+    a = p.T @ s @ p  # (d, d), symmetric
+    return s - alpha * (s @ p @ s + s @ p.T @ s) + alpha**2 * sample_moment_sandwich(s, a, family.support)
+
+
+def preconditioned_post_adaptation_loss(family: LinearTaskFamily, theta: np.ndarray,
+                                        precond: np.ndarray, alpha: float = 1.0) -> float:
+    """Expected query loss per example after one step θ' = θ − αP∇L_support(θ) (module doc)."""
+    alpha = require_real("alpha", alpha)
+    s, p = family.input_cov, _check_precond(family, precond)
+    signal = np.trace(step_matrix_moment(family, p, alpha) @ family.error_second_moment(theta))
+    noise = alpha**2 * family.noise_var / family.support * np.trace(p.T @ s @ p @ s)
+    return 0.5 * (signal + noise + family.noise_var)
+
+
+def optimal_preconditioner(family: LinearTaskFamily, alpha: float = 1.0) -> np.ndarray:
+    """P* = C (c₁ S C + c₂ I)⁻¹ / α at θ = μ (C = Σw): the MAML-optimal linear preconditioner."""
+    alpha = require_real("alpha", alpha)
+    if alpha == 0:
+        raise ParameterError("alpha", alpha, "a non-zero real number")
+    s, c, k = family.input_cov, family.task_cov, family.support
+    c1, c2 = (k + 1) / k, (np.trace(s @ c) + family.noise_var) / k
+    return c @ np.linalg.inv(c1 * s @ c + c2 * np.eye(family.dim)) / alpha
+
+
+def preconditioned_best_post_loss(family: LinearTaskFamily) -> float:
+    """L* = ½[tr(SC) − tr(SCSC(c₁SC + c₂I)⁻¹)] + ½s², the best loss of any preconditioned step."""
+    s, c, k = family.input_cov, family.task_cov, family.support
+    c1, c2 = (k + 1) / k, (np.trace(s @ c) + family.noise_var) / k
+    gain = np.trace(s @ c @ s @ c @ np.linalg.inv(c1 * s @ c + c2 * np.eye(family.dim)))
+    return 0.5 * (np.trace(s @ c) - gain + family.noise_var)
+
+
+GAIN_SYMBOLS = sp.symbols("d K r sigma_w^2 s^2", positive=True)
+
+
+def isotropic_gain_symbolic() -> dict[str, sp.Expr]:
+    """Best losses for Σx = I, Σw = σ²UUᵀ (rank r), noise s², as expressions in d, K, r, σ², s².
+
+    Keys: 'pre' (loss at θ = μ before adapting), 'shallow' (best scalar step, shallow_maml),
+    'preconditioned' (optimal P), 'ratio' (shallow / preconditioned, ≥ 1, = 1 when r = d).
+    """
+    d, k, r, v, s2 = GAIN_SYMBOLS
+    big_r = r * v  # tr Σw
+    c = (k + d + 1) / k
+    shallow = sp.Rational(1, 2) * (big_r - big_r**2 / (c * big_r + s2 * d / k)) + s2 / 2
+    c1, c2 = (k + 1) / k, (big_r + s2) / k
+    precond = sp.Rational(1, 2) * (big_r - r * v**2 / (c1 * v + c2)) + s2 / 2
+    return {"pre": big_r / 2 + s2 / 2, "shallow": sp.factor(shallow),
+            "preconditioned": sp.factor(precond), "ratio": sp.factor(shallow / precond)}
+
+
+def preconditioner_gain(dim: int, support: int, rank: int, noise_var: float = 0.0,
+                        task_var: float = 1.0) -> float:
+    """Best-scalar-step loss / optimal-preconditioner loss for Σx = I (isotropic_gain_symbolic)."""
+    values = dict(zip(GAIN_SYMBOLS, (dim, support, rank, task_var, noise_var)))
+    return float(isotropic_gain_symbolic()["ratio"].subs(values))
+
+
+def _check_precond(family: LinearTaskFamily, precond) -> np.ndarray:
+    p = np.asarray(precond, float)
+    if p.ndim == 0:
+        p = p * np.eye(family.dim)
+    if p.shape != (family.dim, family.dim):
+        raise ParameterError("precond", p.shape, f"a scalar or a ({family.dim}, {family.dim}) matrix")
+    return p
