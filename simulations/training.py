@@ -35,11 +35,13 @@ class MetaTrainResult:
 def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, iterations: int,
                meta_batch: int = 32, meta_lr: float = 1e-3, seed: int = 0,
                transform: tuple[Params, Transform] | None = None, learn_init: bool = True,
-               progress: bool | str = False) -> MetaTrainResult:
+               lr_decay: bool = False, progress: bool | str = False) -> MetaTrainResult:
     """Minimise the MAML objective with Adam over θ (and the transform's parameters, if any).
 
     Each iteration draws a fresh meta-batch from ``sampler`` with a generator seeded from
     ``seed``, so the run is reproducible. A non-finite meta-loss raises DivergenceError.
+    ``lr_decay`` anneals the meta learning rate by cosine to 0, so the final iterate settles
+    (used where a meta-trained optimum is compared with its prediction).
     """
     iterations = require_int("iterations", iterations, 0)
     meta_batch = require_int("meta_batch", meta_batch, 1)
@@ -50,6 +52,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     for p in params.values():
         p.requires_grad_(learn_init)
     opt = torch.optim.Adam(leaves, lr=meta_lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iterations, 1)) if lr_decay else None
     gen = make_generator(seed)
     history = []
     bar = tqdm(range(iterations), desc=progress if isinstance(progress, str) else "meta-train",
@@ -61,6 +64,8 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         history.append(loss.item())
     return MetaTrainResult({n: p.detach() for n, p in params.items()},
                            {n: p.detach() for n, p in t_params.items()}, history)

@@ -108,6 +108,8 @@ def deep_logistic_first_order_step(layers, x, y, adapt: str = "all") -> np.ndarr
     With adapt = "top" or "bottom" the step is exactly linear in α.
     """
     w = end_to_end(layers)  # (1, d)
+    if w.shape[0] != 1:
+        raise ParameterError("layers", f"out = {w.shape[0]}", "a top layer with one output (a logit)")
     g = end_to_end_gradient(w, x, y)  # (1, d)
     p = implicit_preconditioner(layers, adapt)  # (d, d), out = 1
     return -(p @ g.reshape(-1, order="F")).reshape(w.shape, order="F")
