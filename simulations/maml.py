@@ -9,8 +9,8 @@ through the inner loop (second order) or through the last step only (first order
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -6,6 +6,8 @@ end-to-end map is one matrix and its function class is {x ↦ Wx : rank W ≤ mi
 """
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ class LinearChain(nn.Module):
     def __init__(self, widths: list[int]):
         super().__init__()
         self.widths = [require_int("width", w, 1) for w in widths]
-        self.layers = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in pairwise(widths))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (…, in) -> (…) for out = 1, else (…, out)
         for layer in self.layers:

@@ -25,20 +25,19 @@ def _shallow_losses(family: LinearTaskFamily, theta, alpha: float, steps: int, n
     """Per-task pre- and post-adaptation query losses of the shallow model at θ, (n_tasks,) each."""
     model = shallow_linear(family.dim)
     params = {model.head_name: torch.as_tensor(np.asarray(theta, float)).reshape(1, family.dim)}
-    transform = None
+    t_apply, t_params = None, None
     if precond is not None:
-        t_params, t_apply = matrix_preconditioner(model.head_name, family.dim)
+        _, t_apply = matrix_preconditioner(model.head_name, family.dim)
         t_params = {"precond": torch.as_tensor(np.asarray(precond, float))}
-        transform = (t_params, t_apply)
     inner = InnerLoop(alpha=alpha, steps=steps)
     gen = make_generator(seed)
     parts = {"pre_loss": [], "post_loss": []}
     with torch.no_grad():
         for start in range(0, n_tasks, CHUNK):
             batch = sample_regression_tasks(family, min(CHUNK, n_tasks - start), gen)
-            out = task_losses(model, params, batch, inner, *(transform or (None, None))[::-1])
-            for key in parts:
-                parts[key].append(out[key])
+            out = task_losses(model, params, batch, inner, t_apply, t_params)
+            for key, values in parts.items():
+                values.append(out[key])
     return {k: torch.cat(v) for k, v in parts.items()}
 
 

@@ -23,7 +23,7 @@ class Estimate:
     n: int
 
     @classmethod
-    def from_samples(cls, samples) -> "Estimate":
+    def from_samples(cls, samples) -> Estimate:
         """Mean and standard error (unbiased variance) of iid samples; non-finite samples raise."""
         x = torch.as_tensor(samples, dtype=torch.float64).flatten()
         if not torch.isfinite(x).all():

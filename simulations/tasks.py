@@ -26,7 +26,7 @@ class TaskBatch:
     def n_tasks(self) -> int:
         return self.x_support.shape[0]
 
-    def to(self, device=None, dtype=None) -> "TaskBatch":
+    def to(self, device=None, dtype=None) -> TaskBatch:
         return TaskBatch(*(t.to(device=device, dtype=dtype) for t in
                            (self.x_support, self.y_support, self.x_query, self.y_query, self.weights)))
 

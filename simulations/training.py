@@ -1,8 +1,8 @@
 """Meta-training with Adam and evaluation on fresh tasks (mean and 95% interval)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm

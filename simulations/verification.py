@@ -6,9 +6,9 @@ equal to autograd/sympy to a float64 tolerance, or a meta-trained optimum near i
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import sympy as sp
@@ -96,7 +96,7 @@ def check_update_symbolic(scale: float) -> Check:
                  "entries of (sympy gradient step − closed form) not simplifying to 0: must be 0", nonzero == 0)
 
 
-GENERAL = dict(dim=6, support=4, query=10, noise_var=0.25)
+GENERAL = {"dim": 6, "support": 4, "query": 10, "noise_var": 0.25}
 
 
 def _general_family() -> tuple[LinearTaskFamily, np.ndarray]:
@@ -192,7 +192,7 @@ def check_precond_loss(scale: float) -> Check:
                      pre.preconditioned_post_adaptation_loss(family, theta, precond, 0.5), est)
 
 
-SUBSPACE = dict(dim=20, support=5, query=10, rank=2)
+SUBSPACE = {"dim": 20, "support": 5, "query": 10, "rank": 2}
 
 
 def check_optimal_precond_loss(scale: float) -> Check:

@@ -14,21 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulations.layerwise_update import end_to_end_gradient_autograd, literal_layer_step
+from tests.helpers import assert_close
 from theory import deep_linear as dl
 from theory import logistic as lg
 from theory.errors import ParameterError
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 IDENTITY_TOL = 1e-10  # float64 identities: sympy / closed form against autograd
-
-
-def assert_close(actual, expected, tol: float, what: str = "") -> None:
-    """max |actual − expected| ≤ tol · max(max |expected|, 1e-300); prints both and the margin."""
-    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    err = float(np.max(np.abs(actual - expected), initial=0.0))
-    bound = tol * max(float(np.max(np.abs(expected), initial=0.0)), 1e-300)
-    assert err <= bound, f"{what}: expected\n{expected}\nactual\n{actual}\nerror {err:.3g} > bound {bound:.3g}"
 
 
 @st.composite

@@ -1,4 +1,5 @@
 """The one error type for parameters outside their valid range."""
+import math
 
 
 class ParameterError(ValueError):
@@ -29,7 +30,7 @@ def require_real(name: str, value, minimum: float | None = None, strict: bool = 
     bound = "" if minimum is None else (f" > {minimum:g}" if strict else f" >= {minimum:g}")
     valid = "a finite real number" + bound
     value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ParameterError(name, value, valid)
     if minimum is not None and (value < minimum or (strict and value == minimum)):
         raise ParameterError(name, value, valid)

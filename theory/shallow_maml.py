@@ -19,7 +19,7 @@ With e = θ − w_τ, Ŝ = XᵀX/K and C = E[e eᵀ] = (θ − μ)(θ − μ)ᵀ
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import sympy as sp
@@ -111,7 +111,7 @@ def best_post_adaptation_loss(family: LinearTaskFamily, steps: int = 1) -> float
     return post_adaptation_loss(family, theta, optimal_step_size(family, steps), steps)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _isotropic_k_step_expression(steps: int) -> sp.Expr:
     """L_k(α, K, d, R = tr C, s2) for Σx = I, k steps (module doc), as a sympy expression."""
     alpha, lam, big_r, s2 = sp.symbols("alpha lambda R s2")
@@ -123,7 +123,7 @@ def _isotropic_k_step_expression(steps: int) -> sp.Expr:
     return sp.Rational(1, 2) * (signal + noise + s2)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _isotropic_k_step_function(steps: int):
     alpha, big_r, s2 = sp.symbols("alpha R s2")
     return sp.lambdify((alpha, K_sym, d_sym, big_r, s2), _isotropic_k_step_expression(steps), "math")

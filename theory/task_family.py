@@ -82,7 +82,7 @@ class LinearTaskFamily:
     @classmethod
     def subspace(cls, dim: int, support: int, query: int = 20, rank: int | None = None,
                  noise_var: float = 0.0, mean_norm: float = 0.0, task_scale: float = 1.0,
-                 input_cov: np.ndarray | None = None, seed: int = 0) -> "LinearTaskFamily":
+                 input_cov: np.ndarray | None = None, seed: int = 0) -> LinearTaskFamily:
         """Tasks on a random rank-r subspace: F = task_scale · U, U (d, r) orthonormal from ``seed``.
 
         ``mean_norm`` sets ‖μ‖ (μ drawn in a random direction from the same seed; 0 gives μ = 0).
@@ -102,7 +102,7 @@ class LinearTaskFamily:
     @classmethod
     def from_covariances(cls, dim: int, support: int, query: int, task_cov: np.ndarray,
                          input_cov: np.ndarray | None = None, task_mean: np.ndarray | None = None,
-                         noise_var: float = 0.0) -> "LinearTaskFamily":
+                         noise_var: float = 0.0) -> LinearTaskFamily:
         """A family with a general task covariance Σw (symmetric positive semi-definite)."""
         return cls(dim, support, query, noise_var, input_factor=_sqrt_spd("input_cov", input_cov, dim),
                    task_mean=task_mean, task_factor=_psd_factor("task_cov", task_cov, dim))

@@ -13,7 +13,7 @@ sample second moment (K·Ŝ ~ Wishart_d(Σ, K)).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import sympy as sp
@@ -70,7 +70,7 @@ def _find(parent: list, i: int) -> int:
     return i
 
 
-@lru_cache(maxsize=None)
+@cache
 def wishart_trace_moment(m: int) -> sp.Expr:
     """E tr((XᵀX)^m) for X (K, d) with iid N(0, 1) entries, as a polynomial in d and K (Wick).
 

@@ -1,0 +1,123 @@
+"""The failure mode for one setting: theory next to meta-trained shallow, deep and LinNet models.
+
+``explore`` is the engine behind ``paper_repro.py explore``: it builds the subspace task
+family, evaluates the closed forms at the MAML-optimal initialisation θ* = μ, and (unless
+theory_only) meta-trains each model with functional MAML and evaluates it on fresh tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from simulations.maml import InnerLoop
+from simulations.models import deep_linear, linnet, shallow_linear
+from simulations.tasks import sample_regression_tasks
+from simulations.training import DivergenceError, evaluate, meta_train
+from theory import preconditioned_maml as pre
+from theory import shallow_maml as sh
+from theory.errors import ParameterError, require_int, require_real
+from theory.task_family import LinearTaskFamily
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """One setting of the linear-regression failure mode; defaults show it in under a minute."""
+
+    dim: int = 50  # d: the shallow model's failure grows with d/K
+    support: int = 5  # K: few shots, so d ≫ K
+    query: int = 20  # Q: query points per task for the meta-loss
+    rank: int = 2  # r: tasks on a 2-dimensional subspace, which a preconditioner can find
+    noise: float = 0.0  # s²: noiseless labels, so the gap is all adaptation
+    alpha: float | None = None  # α: None takes the shallow model's optimal step α*
+    steps: int = 1  # k: one inner step, where every closed form is exact
+    depth: int = 3  # L of the deep model
+    width: int = 64  # hidden width of the deep model
+    linnet_layers: int = 2  # identity-initialised d×d layers LinNet adds before the output
+    iterations: int = 1000  # meta-training iterations per model
+    meta_batch: int = 32  # tasks per meta-iteration
+    meta_lr: float = 0.01  # Adam's learning rate for the outer loop
+    eval_tasks: int = 2000  # fresh tasks for the reported means and intervals
+    seed: int = 0  # tasks, subspace and initialisations
+
+    def __post_init__(self):
+        require_int("dim", self.dim, 1)
+        require_int("rank", self.rank, 1, self.dim)
+        require_real("noise", self.noise, 0.0)
+        if self.alpha is not None and require_real("alpha", self.alpha) <= 0:
+            raise ParameterError("alpha", self.alpha, "a finite real number > 0")
+        require_int("steps", self.steps, 1)
+        require_int("depth", self.depth, 1)
+        require_int("width", self.width, 1)
+        require_int("linnet_layers", self.linnet_layers, 0)
+        require_int("iterations", self.iterations, 0)
+        require_int("meta_batch", self.meta_batch, 1)
+        require_real("meta_lr", self.meta_lr, 0.0, strict=True)
+        require_int("eval_tasks", self.eval_tasks, 2)
+
+    def family(self) -> LinearTaskFamily:
+        return LinearTaskFamily.subspace(self.dim, self.support, self.query, rank=self.rank,
+                                         noise_var=self.noise, seed=self.seed)
+
+
+def explore_theory(config: ExploreConfig) -> dict:
+    """Closed forms at θ* = μ: pre-adaptation loss, shallow loss at α, optimal α and best losses.
+
+    For k > 1 steps the shallow values are exact (isotropic inputs, k ≤ 3) or None where only
+    simulation answers; the preconditioned bound is for one optimally preconditioned step.
+    """
+    family = config.family()
+    theta = sh.maml_optimal_init(family)
+    alpha = resolve_alpha(config, family)
+    out = {"alpha": alpha, "pre_adaptation_loss": sh.pre_adaptation_loss(family, theta),
+           "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
+    try:
+        out["shallow_post_loss"] = sh.post_adaptation_loss(family, theta, alpha, config.steps)
+        out["shallow_optimal_alpha"] = sh.optimal_step_size(family, config.steps)
+        out["shallow_best_post_loss"] = sh.best_post_adaptation_loss(family, config.steps)
+    except sh.NoClosedForm:
+        out.update(shallow_post_loss=None, shallow_optimal_alpha=None, shallow_best_post_loss=None)
+    return out
+
+
+def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
+    """The inner step: the user's α, or the shallow model's one-step optimum α* = a₁/a₂."""
+    return config.alpha if config.alpha is not None else sh.optimal_step_size(family, 1)
+
+
+def build_models(config: ExploreConfig) -> dict[str, torch.nn.Module]:
+    """Shallow, deep and LinNet models with the same function class (linear maps R^d → R)."""
+    return {"shallow": shallow_linear(config.dim, seed=config.seed),
+            "deep": deep_linear(config.dim, config.depth, config.width, seed=config.seed),
+            "linnet": linnet(config.dim, config.linnet_layers, seed=config.seed)}
+
+
+def explore_simulation(config: ExploreConfig, progress: bool = False) -> dict:
+    """Meta-train each model with functional MAML; pre/post-adaptation losses on fresh tasks."""
+    family = config.family()
+    inner = InnerLoop(resolve_alpha(config, family), config.steps)
+
+    def sampler(n, gen):
+        return sample_regression_tasks(family, n, gen)
+
+    results = {}
+    for name, model in build_models(config).items():
+        try:
+            trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr,
+                                 seed=config.seed + 1, progress=f"{name:8s}" if progress else False)
+            est = evaluate(model, trained.params, sampler, inner, config.eval_tasks, seed=config.seed + 2)
+        except (DivergenceError, FloatingPointError) as err:
+            raise DivergenceError(getattr(err, "iteration", config.iterations), float("nan"),
+                                  f"{name} model's loss") from err
+        results[name] = {"pre_loss": est["pre_loss"].mean, "pre_loss_ci95": est["pre_loss"].ci95,
+                         "post_loss": est["post_loss"].mean, "post_loss_ci95": est["post_loss"].ci95,
+                         "final_meta_loss": trained.history[-1] if trained.history else None}
+    return results
+
+
+def explore(config: ExploreConfig, theory_only: bool = False, progress: bool = False) -> dict:
+    """The whole report: {"config", "theory", "simulation"} (simulation absent if theory_only)."""
+    out = {"config": asdict(config), "theory": explore_theory(config)}
+    if not theory_only:
+        out["simulation"] = explore_simulation(config, progress)
+    return out
