@@ -35,13 +35,16 @@ class MetaTrainResult:
 def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, iterations: int,
                meta_batch: int = 32, meta_lr: float = 1e-3, seed: int = 0,
                transform: tuple[Params, Transform] | None = None, learn_init: bool = True,
-               lr_decay: bool = False, progress: bool | str = False) -> MetaTrainResult:
+               lr_decay: bool = False, progress: bool | str = False,
+               on_step: Callable[[int, Params, Params], None] | None = None) -> MetaTrainResult:
     """Minimise the MAML objective with Adam over θ (and the transform's parameters, if any).
 
     Each iteration draws a fresh meta-batch from ``sampler`` with a generator seeded from
     ``seed``, so the run is reproducible. A non-finite meta-loss raises DivergenceError.
     ``lr_decay`` anneals the meta learning rate by cosine to 0, so the final iterate settles
-    (used where a meta-trained optimum is compared with its prediction).
+    (used where a meta-trained optimum is compared with its prediction). ``on_step(i, θ, φ)`` is
+    called before the first update (i = 0) and after update i (i = 1 … iterations), e.g. to record
+    learning curves.
     """
     iterations = require_int("iterations", iterations, 0)
     meta_batch = require_int("meta_batch", meta_batch, 1)
@@ -57,6 +60,8 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     history = []
     bar = tqdm(range(iterations), desc=progress if isinstance(progress, str) else "meta-train",
                disable=not progress, leave=False)
+    if on_step is not None:
+        on_step(0, params, t_params)
     for it in bar:
         loss = meta_loss(model, params, sampler(meta_batch, gen), inner, t_apply, t_params)
         if not torch.isfinite(loss):
@@ -67,6 +72,8 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
         if schedule is not None:
             schedule.step()
         history.append(loss.item())
+        if on_step is not None:
+            on_step(it + 1, params, t_params)
     return MetaTrainResult({n: p.detach() for n, p in params.items()},
                            {n: p.detach() for n, p in t_params.items()}, history)
 

@@ -41,6 +41,8 @@ class Check:
     simulation: float
     tolerance: str  # the rule, with its numbers
     passed: bool
+    kind: str  # "interval" (Monte-Carlo), "identity" (float64/sympy), "optimum" (meta-trained), "bound"
+    score: float  # deviation in units of what the rule allows: passed ⇔ score ≤ 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,13 +51,13 @@ class Check:
 def _ci_check(name: str, setting: str, theory: float, est: Estimate) -> Check:
     margin = Z_CHECK * est.stderr
     return Check(name, setting, float(theory), est.mean, f"±{margin:.3g} (3.29 se, n={est.n})",
-                 bool(est.contains(theory)))
+                 bool(est.contains(theory)), "interval", abs(theory - est.mean) / margin)
 
 
 def _identity_check(name: str, setting: str, reference: float, value: float, residual: float,
                     tol: float = 1e-10) -> Check:
     return Check(name, setting, float(reference), float(value), f"max rel. residual {residual:.1e} ≤ {tol:g}",
-                 bool(residual <= tol))
+                 bool(residual <= tol), "identity", residual / tol)
 
 
 def _relative_residual(a, b) -> float:
@@ -69,7 +71,8 @@ def check_fourth_moment_symbolic(scale: float) -> Check:
     residual = sp.simplify(derived - closed)
     nonzero = sum(1 for e in residual if e != 0)
     return Check("wishart.fourth_moment_isserlis", "d=3, symbolic Σ and A", 0.0, float(nonzero),
-                 "entries of (Isserlis − closed form) that do not simplify to 0: must be 0", nonzero == 0)
+                 "entries of (Isserlis − closed form) that do not simplify to 0: must be 0", nonzero == 0,
+                 "identity", float(nonzero))
 
 
 def _random_spd(dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +99,8 @@ def check_update_symbolic(scale: float) -> Check:
     derived, closed = sh.one_step_update_symbolic(3, 2)
     nonzero = sum(1 for e in sp.simplify(derived - closed) if e != 0)
     return Check("shallow.one_step_update", "d=3, K=2, symbolic X, y, w, α", 0.0, float(nonzero),
-                 "entries of (sympy gradient step − closed form) not simplifying to 0: must be 0", nonzero == 0)
+                 "entries of (sympy gradient step − closed form) not simplifying to 0: must be 0", nonzero == 0,
+                 "identity", float(nonzero))
 
 
 GENERAL = {"dim": 6, "support": 4, "query": 10, "noise_var": 0.25}
@@ -159,7 +163,7 @@ def check_init_converges_to_mu(scale: float) -> Check:
     theta = result.params[model.head_name].numpy().ravel()
     rel = np.linalg.norm(theta - family.task_mean) / np.linalg.norm(family.task_mean)
     return Check("shallow.meta_trained_init", "d=10, K=5, ‖μ‖=2, MAML+Adam: ‖θ−μ‖/‖μ‖",
-                 0.0, float(rel), "relative distance ≤ 0.05", bool(rel <= 0.05))
+                 0.0, float(rel), "relative distance ≤ 0.05", bool(rel <= 0.05), "optimum", rel / 0.05)
 
 
 def check_meta_trained_loss(scale: float) -> Check:
@@ -184,7 +188,7 @@ def check_optimal_alpha(scale: float) -> Check:
     theory = sh.optimal_step_size(family)
     rel = abs(learned - theory) / theory
     return Check("shallow.optimal_step_size", "d=20, K=5, r=4, s²=0.5, θ=μ, α meta-learned by MAML",
-                 theory, learned, "relative error ≤ 0.1", bool(rel <= 0.1))
+                 theory, learned, "relative error ≤ 0.1", bool(rel <= 0.1), "optimum", rel / 0.1)
 
 
 def check_precond_loss(scale: float) -> Check:
@@ -336,7 +340,8 @@ def check_deep_beats_shallow(scale: float) -> Check:
     best = sh.best_post_adaptation_loss(family)
     upper = est.mean + Z_CHECK * est.stderr
     return Check("deep.adapts_faster_than_shallow", "d=20, K=5, r=2, α=α*: MAML depth-2 width-16 vs best shallow",
-                 best, est.mean, f"deep mean + 3.29 se = {upper:.4g} < shallow best", bool(upper < best))
+                 best, est.mean, f"deep mean + 3.29 se = {upper:.4g} < shallow best", bool(upper < best),
+                 "bound", upper / best)
 
 
 CHECKS: list[Callable[[float], Check]] = [

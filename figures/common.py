@@ -1,0 +1,46 @@
+"""Shared figure plumbing: seed-level summaries, CSV rows, and atomic PDF/PNG output."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from simulations.atomic_io import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+COLORS = {"shallow": "#000000", "deep": "#d62728", "linnet": "#1f77b4", "kfo": "#2ca02c",
+          "logr": "#000000", "logr+linnet": "#1f77b4", "theory": "#7f7f7f"}
+
+
+def mean_ci95(samples) -> tuple[float, float]:
+    """Mean over seeds and the half-width of its 95% Student-t interval (0 for one seed)."""
+    x = np.asarray(samples, float)
+    if x.size < 2:
+        return float(x.mean()), 0.0
+    return float(x.mean()), float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """Rows (dicts with the same keys) as CSV, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def save_figure(fig, stem: Path) -> list[Path]:
+    """Save ``fig`` as stem.pdf and stem.png (atomically) and close it."""
+    paths = []
+    for ext, kwargs in (("pdf", {}), ("png", {"dpi": 150})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
+        paths.append(atomic_write_bytes(stem.with_suffix(f".{ext}"), buffer.getvalue()))
+    plt.close(fig)
+    return paths
