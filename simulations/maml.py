@@ -77,7 +77,7 @@ def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.
     def support_loss(fast_params: Params) -> torch.Tensor:
         return loss_fn(functional_call(model, {**frozen, **fast_params}, (x_s,)), y_s)
 
-    for step in range(inner.steps):
+    for _ in range(inner.steps):
         g = grad(support_loss)(fast)
         if inner.first_order:
             g = {n: t.detach() for n, t in g.items()}
@@ -89,21 +89,24 @@ def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.
 
 def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,
                 transform: Transform | None = None, transform_params: Params | None = None,
-                with_accuracy: bool = False) -> dict[str, torch.Tensor]:
+                with_accuracy: bool = False, with_pre: bool = True) -> dict[str, torch.Tensor]:
     """Per-task query losses before and after adaptation, batched over tasks: each (T,).
 
-    Keys: 'pre_loss', 'post_loss' (and 'pre_accuracy', 'post_accuracy' if with_accuracy).
+    Keys: 'post_loss', 'pre_loss' (if with_pre), and the matching '*_accuracy' if with_accuracy.
     """
     loss_fn = LOSSES[inner.loss]
 
-    def one_task(x_s, y_s, x_q, y_q):
-        pred_pre = functional_call(model, params, (x_q,))  # (Q,)
-        fast = adapt(model, params, x_s, y_s, inner, transform, transform_params)
-        pred_post = functional_call(model, fast, (x_q,))  # (Q,)
-        out = {"pre_loss": loss_fn(pred_pre, y_q), "post_loss": loss_fn(pred_post, y_q)}
+    def metrics(prefix: str, pred: torch.Tensor, y_q: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {f"{prefix}_loss": loss_fn(pred, y_q)}
         if with_accuracy:
-            out["pre_accuracy"] = (torch.sign(pred_pre) == y_q).to(pred_pre.dtype).mean()
-            out["post_accuracy"] = (torch.sign(pred_post) == y_q).to(pred_post.dtype).mean()
+            out[f"{prefix}_accuracy"] = (torch.sign(pred) == y_q).to(pred.dtype).mean()
+        return out
+
+    def one_task(x_s, y_s, x_q, y_q):
+        fast = adapt(model, params, x_s, y_s, inner, transform, transform_params)
+        out = metrics("post", functional_call(model, fast, (x_q,)), y_q)  # pred (Q,)
+        if with_pre:
+            out.update(metrics("pre", functional_call(model, params, (x_q,)), y_q))
         return out
 
     return vmap(one_task)(batch.x_support, batch.y_support, batch.x_query, batch.y_query)
@@ -112,7 +115,7 @@ def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner:
 def meta_loss(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,
               transform: Transform | None = None, transform_params: Params | None = None) -> torch.Tensor:
     """The MAML objective on a meta-batch: mean_τ L_query,τ(θ'_τ), a scalar."""
-    return task_losses(model, params, batch, inner, transform, transform_params)["post_loss"].mean()
+    return task_losses(model, params, batch, inner, transform, transform_params, with_pre=False)["post_loss"].mean()
 
 
 def initial_params(model: torch.nn.Module) -> Params:

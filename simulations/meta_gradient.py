@@ -30,15 +30,19 @@ def shallow_meta_gradient(theta: torch.Tensor, batch: TaskBatch, alpha: float,
     """Meta-loss mean_τ ½ mean_q (θ'_τᵀx − y)² and its gradients in θ, P and α (module doc)."""
     d = theta.shape[-1]
     p = torch.eye(d, dtype=theta.dtype) if precond is None else precond
-    k, q = batch.x_support.shape[1], batch.x_query.shape[1]
-    s_sup = batch.x_support.transpose(1, 2) @ batch.x_support / k  # (T, d, d)
-    b_sup = torch.einsum("tkd,tk->td", batch.x_support, batch.y_support) / k  # (T, d)
-    g_s = torch.einsum("tij,j->ti", s_sup, theta) - b_sup  # (T, d)
+    x_s, x_q = batch.x_support, batch.x_query  # (T, K, d), (T, Q, d)
+    k, q = x_s.shape[1], x_q.shape[1]
+
+    def s_sup(v: torch.Tensor) -> torch.Tensor:  # Ŝ_s v = X_sᵀ(X_s v)/K without forming Ŝ_s: O(TKd)
+        return torch.einsum("tkd,tk->td", x_s, torch.einsum("tkd,td->tk", x_s, v)) / k  # (T, d)
+
+    resid_s = x_s @ theta - batch.y_support  # (T, K)
+    g_s = torch.einsum("tkd,tk->td", x_s, resid_s) / k  # (T, d), = Ŝ_s θ − b_s
     adapted = theta - alpha * g_s @ p.T  # (T, d)
-    resid = torch.einsum("tqd,td->tq", batch.x_query, adapted) - batch.y_query  # (T, Q)
-    g_q = torch.einsum("tqd,tq->td", batch.x_query, resid) / q  # (T, d)
+    resid = torch.einsum("tqd,td->tq", x_q, adapted) - batch.y_query  # (T, Q)
+    g_q = torch.einsum("tqd,tq->td", x_q, resid) / q  # (T, d)
     n = batch.n_tasks
-    grad_theta = (g_q - alpha * torch.einsum("tij,kj,tk->ti", s_sup, p, g_q)).mean(0)  # (d,)
+    grad_theta = (g_q - alpha * s_sup(g_q @ p)).mean(0)  # (d,), (I − αŜ_sPᵀ) g_q
     grad_p = -alpha * torch.einsum("ti,tj->ij", g_q, g_s) / n  # (d, d)
     grad_alpha = -torch.einsum("ti,ij,tj->", g_q, p, g_s) / n
     loss = 0.5 * (resid**2).mean(1).mean()

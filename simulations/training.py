@@ -54,6 +54,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     leaves = (list(params.values()) if learn_init else []) + list(t_params.values())
     for p in params.values():
         p.requires_grad_(learn_init)
+    objective = _objective(model, transform)
     opt = torch.optim.Adam(leaves, lr=meta_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iterations, 1)) if lr_decay else None
     gen = make_generator(seed)
@@ -63,7 +64,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     if on_step is not None:
         on_step(0, params, t_params)
     for it in bar:
-        loss = meta_loss(model, params, sampler(meta_batch, gen), inner, t_apply, t_params)
+        loss = objective(model, params, sampler(meta_batch, gen), inner, t_apply, t_params)
         if not torch.isfinite(loss):
             raise DivergenceError(it, loss.item())
         opt.zero_grad()
@@ -76,6 +77,16 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
             on_step(it + 1, params, t_params)
     return MetaTrainResult({n: p.detach() for n, p in params.items()},
                            {n: p.detach() for n, p in t_params.items()}, history)
+
+
+def _objective(model: torch.nn.Module, transform) -> Callable:
+    """The meta-loss to train with: the linear-chain fast path where it applies, else functional MAML."""
+    from simulations.linear_chain_maml import low_rank_meta_loss
+    from simulations.models import LinearChain
+
+    if isinstance(model, LinearChain) and transform is None:
+        return lambda model, params, batch, inner, *_: low_rank_meta_loss(model, params, batch, inner)
+    return meta_loss
 
 
 def evaluate(model: torch.nn.Module, params: Params, sampler: TaskSampler, inner: InnerLoop,

@@ -1,0 +1,236 @@
+"""Meta-training throughput: the batched functional MAML against the per-task loop most libraries use.
+
+Setting: tasks from LinearTaskFamily.subspace(d, K, Q, rank=min(5, d)), the deep linear chain
+f(x) = W_L ⋯ W_1 x of depth L and width h, MAML with k inner steps of size α on T tasks.
+
+  (a) agreement: max over parameters of ‖g_path − g_loop‖ / ‖g_loop‖ for the meta-gradient g
+      of the same float64 batch, second and first order; must be ≤ GRAD_TOL;
+  (b) throughput: tasks per second of a full meta-training step (sample a batch, meta-loss,
+      backward, Adam step), paths timed side by side in one process, repetitions interleaved
+      in rotating order so drift and position effects cancel; ratio = median_i t_loop,i / t_path,i;
+  (c) the closed-form shallow meta-gradient (simulations.meta_gradient.shallow_meta_gradient),
+      when that module exists.
+
+Paths: "batched" = simulations.maml.meta_loss (vmap over tasks, the toolkit's path), "loop" =
+simulations.per_task_maml (the baseline), "low_rank" = ``simulations.linear_chain_maml`` (LinearChain only).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from simulations.linear_chain_maml import low_rank_meta_loss
+from simulations.maml import InnerLoop, Params, initial_params, meta_loss
+from simulations.models import deep_linear, shallow_linear
+from simulations.per_task_maml import per_task_meta_loss
+from simulations.tasks import make_generator, sample_regression_tasks
+from theory.errors import require_int
+from theory.task_family import LinearTaskFamily
+
+GRAD_TOL = 1e-5  # float64 relative meta-gradient difference allowed between two paths
+GOAL_RATIO = 5.0  # the batched path should process ≥ 5× the loop's tasks per second …
+GOAL_SETTINGS = {"meta_batch": 32, "dim": 100, "depth": 3, "width": 64, "threads": 2}  # … here
+WARMUP = 3  # untimed steps per path: first calls allocate buffers and warm caches
+META_LR = 1e-3  # Adam step size of the timed meta-training (small: 20 steps must not diverge)
+PATHS = ("batched", "low_rank", "loop")
+
+
+_LOSSES = {"batched": meta_loss, "low_rank": low_rank_meta_loss,
+           "loop": lambda model, params, batch, inner: per_task_meta_loss(model, batch, inner)}
+
+
+def _meta_parameters(path: str, model: torch.nn.Module) -> tuple[Params, list[torch.Tensor]]:
+    """(params passed to the path's meta-loss, the leaves its meta-gradient is taken in)."""
+    params = initial_params(model) if path != "loop" else {}  # the loop uses the module's own parameters
+    return params, list(params.values()) if params else list(model.parameters())
+
+
+def gradient_agreement(family: LinearTaskFamily, model: torch.nn.Module, meta_batch: int, inner: InnerLoop,
+                       seed: int) -> dict[str, dict[str, float]]:
+    """‖g_path − g_loop‖ / ‖g_loop‖ per parameter on one float64 batch (``model`` in float64), path ≠ loop."""
+    batch = sample_regression_tasks(family, meta_batch, seed, torch.float64)
+    grads = {}
+    for path in PATHS:
+        params, leaves = _meta_parameters(path, model)
+        grads[path] = torch.autograd.grad(_LOSSES[path](model, params, batch, inner), leaves)
+    names = [n for n, _ in model.named_parameters()]
+    ref = grads["loop"]
+    return {path: {n: ((g - r).norm() / r.norm()).item() for n, g, r in zip(names, grads[path], ref)}
+            for path in PATHS[:-1]}
+
+
+def _make_step(path: str, model: torch.nn.Module, family: LinearTaskFamily, meta_batch: int,
+               inner: InnerLoop, seed: int, dtype: torch.dtype) -> Callable[[], float]:
+    """One full meta-training step of ``path`` on its own model copy, optimiser and task stream."""
+    gen = make_generator(seed)
+    params, leaves = _meta_parameters(path, model)
+    opt = torch.optim.Adam(leaves, lr=META_LR)
+
+    def step() -> float:
+        batch = sample_regression_tasks(family, meta_batch, gen, dtype)
+        loss = _LOSSES[path](model, params, batch, inner)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def _time_interleaved(steps: dict[str, Callable[[], float]], iterations: int) -> tuple[dict, dict]:
+    """Per-path step times (s) and meta-losses; each repetition runs every path, order rotating."""
+    names = list(steps)
+    for _ in range(WARMUP):
+        for name in names:
+            steps[name]()
+    times = {n: [] for n in names}
+    losses = {n: [] for n in names}
+    for i in range(iterations):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            losses[name].append(steps[name]())
+            times[name].append(time.perf_counter() - start)
+    return times, losses
+
+
+def _closed_form(family: LinearTaskFamily, meta_batch: int, inner: InnerLoop, seed: int, iterations: int,
+                 dtype: torch.dtype) -> dict:
+    """(c) simulations.meta_gradient.shallow_meta_gradient on the shallow model f(x) = θᵀx, if present.
+
+    Agreement with autograd through simulations.maml.meta_loss (float64), then throughput of
+    closed-form, batched and loop meta-training steps, timed like (b). One squared-loss step only.
+    """
+    if importlib.util.find_spec("simulations.meta_gradient") is None:
+        return {"skipped": "simulations/meta_gradient.py does not exist"}
+    fn = getattr(importlib.import_module("simulations.meta_gradient"), "shallow_meta_gradient", None)
+    if fn is None:
+        return {"skipped": "simulations.meta_gradient has no shallow_meta_gradient"}
+    if (inner.steps, inner.loss, inner.adapt, inner.first_order) != (1, "squared", "all", False):
+        return {"skipped": "the closed form covers one second-order MAML step on the squared loss"}
+    name = shallow_linear(family.dim).head_name  # the one weight, (1, d)
+    model = shallow_linear(family.dim, seed=seed, dtype=torch.float64)
+    params = initial_params(model)
+    batch = sample_regression_tasks(family, meta_batch, seed, torch.float64)
+    ref = torch.autograd.grad(meta_loss(model, params, batch, inner), [params[name]])[0][0]  # (d,)
+    rel = ((fn(params[name].detach()[0], batch, inner.alpha).theta - ref).norm() / ref.norm()).item()
+    theta = shallow_linear(family.dim, seed=seed, dtype=dtype).layers[0].weight.detach()[0].clone()  # (d,)
+    theta.requires_grad_(True)
+    gen, opt = make_generator(seed + 1), torch.optim.Adam([theta], lr=META_LR)
+
+    def closed_step() -> float:
+        batch = sample_regression_tasks(family, meta_batch, gen, dtype)
+        result = fn(theta.detach(), batch, inner.alpha)
+        theta.grad = result.theta
+        opt.step()
+        return result.loss.item()
+
+    steps = {"closed_form": closed_step}
+    for path in ("batched", "loop"):
+        steps[path] = _make_step(path, shallow_linear(family.dim, seed=seed, dtype=dtype), family, meta_batch,
+                                 inner, seed + 1, dtype)
+    times, _ = _time_interleaved(steps, iterations)
+    return {"rel_diff": rel, "agrees": rel <= GRAD_TOL,
+            "timing": {p: _summary(times[p], times["loop"], meta_batch) for p in steps}}
+
+
+def _summary(times: list[float], loop: list[float], meta_batch: int) -> dict:
+    """Median step time, tasks per second, and the paired ratios t_loop,i / t_i (median and quartiles)."""
+    ratios = sorted(lo / t for lo, t in zip(loop, times))
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    median = statistics.median(times)
+    return {"median_s": median, "tasks_per_s": meta_batch / median, "ratio": statistics.median(ratios),
+            "ratio_quartiles": (q1, q3), "times_s": times}
+
+
+def benchmark_meta_training(dim: int = 100, depth: int = 3, width: int = 64, meta_batch: int = 32,
+                            support: int = 10, query: int = 10, iterations: int = 20, threads: int = 2,
+                            seed: int = 0, dtype: torch.dtype = torch.float32, *, alpha: float = 0.05,
+                            steps: int = 1) -> dict:
+    """Meta-gradient agreement (a), meta-training throughput of each path (b), closed form (c).
+
+    ``alpha`` = 0.05 stays below the shallow model's optimal step K/(K + d + 1) ≈ 0.09 at the defaults.
+    Returns settings, 'gradient_check' (order -> path -> parameter -> relative difference),
+    'max_rel_diff', 'gradients_agree', 'timing' (path -> summary; 'ratio' = loop time / path time),
+    'ratio' (batched over loop), 'loss_track' (max relative meta-loss gap to the loop while training),
+    'goal' and 'closed_form'.
+    """
+    for name, value in (("dim", dim), ("depth", depth), ("width", width), ("meta_batch", meta_batch),
+                        ("support", support), ("query", query), ("threads", threads), ("steps", steps)):
+        require_int(name, value, 0 if name == "steps" else 1)
+    require_int("iterations", iterations, 1)
+    family = LinearTaskFamily.subspace(dim, support, query, rank=min(5, dim))
+    inner = InnerLoop(alpha, steps)
+    settings = {"dim": dim, "depth": depth, "width": width, "meta_batch": meta_batch, "support": support,
+                "query": query, "iterations": iterations, "threads": threads, "seed": seed,
+                "dtype": str(dtype).replace("torch.", ""), "alpha": alpha, "steps": steps}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check = {order: gradient_agreement(family, deep_linear(dim, depth, width, seed=seed), meta_batch,
+                                           InnerLoop(alpha, steps, first_order=order == "first_order"), seed)
+                 for order in ("second_order", "first_order")}
+        step_fns = {p: _make_step(p, deep_linear(dim, depth, width, seed=seed, dtype=dtype), family,
+                                  meta_batch, inner, seed + 1, dtype) for p in PATHS}
+        times, losses = _time_interleaved(step_fns, iterations)
+        closed = _closed_form(family, meta_batch, inner, seed, iterations, dtype)
+    finally:
+        torch.set_num_threads(previous)
+    max_rel = max(v for order in check.values() for path in order.values() for v in path.values())
+    timing = {p: _summary(times[p], times["loop"], meta_batch) for p in PATHS}
+    track = {p: max(abs(a - b) / abs(b) for a, b in zip(losses[p], losses["loop"])) for p in PATHS[:-1]}
+    at_goal = all(settings[k] == v for k, v in GOAL_SETTINGS.items())
+    return {"settings": settings, "gradient_check": check, "max_rel_diff": max_rel,
+            "gradients_agree": max_rel <= GRAD_TOL, "timing": timing, "ratio": timing["batched"]["ratio"],
+            "loss_track": track, "closed_form": closed,
+            "goal": {"ratio": GOAL_RATIO, "at_goal_settings": at_goal,
+                     "met": at_goal and timing["batched"]["ratio"] >= GOAL_RATIO,
+                     "met_low_rank": at_goal and timing["low_rank"]["ratio"] >= GOAL_RATIO}}
+
+
+def _timing_rows(timing: dict, loss_track: dict) -> list[str]:
+    """Table rows: path, ms per step, tasks per second, paired ratio to the loop with quartiles, loss gap."""
+    rows = [f"    {'path':<11} {'ms/step':>8} {'tasks/s':>8} {'× loop':>7}  {'quartiles':<12}  loss gap"]
+    for path, t in timing.items():
+        q1, q3 = t["ratio_quartiles"]
+        gap = f"{loss_track[path]:.1e}" if path in loss_track else "-"
+        rows.append(f"    {path:<11} {1e3 * t['median_s']:>8.2f} {t['tasks_per_s']:>8.0f} {t['ratio']:>7.2f}"
+                    f"  [{q1:.2f}, {q3:.2f}]  {gap}")
+    return rows
+
+
+def format_benchmark(result: dict) -> str:
+    """A human-readable table of ``benchmark_meta_training``'s result."""
+    s, goal = result["settings"], result["goal"]
+    lines = [f"MAML meta-training: T = {s['meta_batch']} tasks, d = {s['dim']}, depth {s['depth']}, "
+             f"width {s['width']}, K = {s['support']}, Q = {s['query']}, k = {s['steps']}, α = {s['alpha']}, "
+             f"{s['dtype']}, {s['threads']} threads, {s['iterations']} interleaved repetitions",
+             f"(a) meta-gradient agreement with the loop, float64, max over parameters of ‖Δg‖/‖g_loop‖ "
+             f"(tolerance {GRAD_TOL:g}): {'OK' if result['gradients_agree'] else 'FAILED'}",
+             f"    {'path':<10} {'2nd order':>10} {'1st order':>10}"]
+    for path in PATHS[:-1]:
+        orders = [max(result["gradient_check"][o][path].values()) for o in ("second_order", "first_order")]
+        lines.append(f"    {path:<10} {orders[0]:>10.2e} {orders[1]:>10.2e}")
+    lines.append("(b) full step (sample, meta-loss, backward, Adam), medians:")
+    lines += _timing_rows(result["timing"], result["loss_track"])
+    where = "at" if goal["at_goal_settings"] else "NOT at"
+    verdict = {True: "MET", False: "not met"}
+    lines.append(f"    goal batched ≥ {goal['ratio']:g}× loop ({where} the goal settings T = 32, d = 100, "
+                 f"depth 3, width 64, 2 threads): {verdict[goal['met']]} ({result['ratio']:.2f}×); "
+                 f"low_rank: {verdict[goal['met_low_rank']]}")
+    closed = result["closed_form"]
+    if "skipped" in closed:
+        lines.append(f"(c) closed-form shallow meta-gradient: skipped: {closed['skipped']}")
+    else:
+        lines.append(f"(c) shallow model f(x) = θᵀx, closed-form meta-gradient against autograd: "
+                     f"‖Δg‖/‖g‖ = {closed['rel_diff']:.2e}; full steps:")
+        lines += _timing_rows(closed["timing"], {})
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(format_benchmark(benchmark_meta_training()))

@@ -1,0 +1,108 @@
+"""The per-task MAML loop (simulations.per_task_maml) against the batched functional path (float64).
+
+Both compute mean_τ L_query,τ(θ'_τ) and its meta-gradient; they share no code beyond the loss
+functions, so agreement to 1e-10 checks each against the other. The low-rank batched path of
+simulations.benchmark is held to the same identity. The benchmark itself is smoke-tested with
+tiny settings and no timing assertions (shared machines are noisy).
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from simulations.benchmark import benchmark_meta_training, format_benchmark
+from simulations.linear_chain_maml import low_rank_meta_loss
+from simulations.maml import InnerLoop, initial_params, meta_loss
+from simulations.models import deep_linear
+from simulations.per_task_maml import per_task_meta_loss
+from simulations.tasks import sample_classification_tasks, sample_regression_tasks
+from tests.helpers import assert_close
+from theory.task_family import LinearTaskFamily
+
+IDENTITY_TOL = 1e-10  # float64: two exact computations of the same meta-gradient
+DIM, SUPPORT, QUERY, TASKS = 6, 4, 5, 5
+MODELS = {"shallow": (1, 1), "deep": (3, 4)}  # (depth, width)
+
+
+def _setup(model_name: str, loss: str, seed: int = 3):
+    """A float64 model and a meta-batch of regression (squared) or classification (logistic) tasks."""
+    depth, width = MODELS[model_name]
+    family = LinearTaskFamily.subspace(DIM, SUPPORT, QUERY, rank=3, mean_norm=1.0, seed=seed)
+    sampler = sample_regression_tasks if loss == "squared" else sample_classification_tasks
+    return deep_linear(DIM, depth, width, seed=seed), sampler(family, TASKS, seed)
+
+
+def _loop_gradient(model, batch, inner):
+    loss = per_task_meta_loss(model, batch, inner)
+    model.zero_grad()
+    loss.backward()  # fills the original model's .grad
+    return loss, [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("adapt", ["all", "head"])
+@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_loop_matches_batched_meta_gradient(model_name, first_order, steps, adapt, loss):
+    model, batch = _setup(model_name, loss)
+    inner = InnerLoop(alpha=0.3, steps=steps, first_order=first_order, adapt=adapt, loss=loss)
+    loop_loss, loop_grads = _loop_gradient(model, batch, inner)
+    for name, fn in (("batched", meta_loss), ("low_rank", low_rank_meta_loss)):
+        params = initial_params(model)
+        value = fn(model, params, batch, inner)
+        grads = torch.autograd.grad(value, list(params.values()))
+        what = f"{name} vs loop, {model_name}, {adapt}, k={steps}, first_order={first_order}, {loss}"
+        assert_close(value.item(), loop_loss.item(), IDENTITY_TOL, f"{what}: meta-loss")
+        for (pname, _), g, ref in zip(model.named_parameters(), grads, loop_grads):
+            assert_close(g, ref, IDENTITY_TOL, f"{what}: ∂/∂{pname}")
+
+
+def test_first_and_second_order_differ():
+    """The comparison above is not vacuous: the second-order terms change the deep meta-gradient."""
+    model, batch = _setup("deep", "squared")
+    _, second = _loop_gradient(model, batch, InnerLoop(alpha=0.3))
+    _, first = _loop_gradient(model, batch, InnerLoop(alpha=0.3, first_order=True))
+    assert max((a - b).abs().max().item() for a, b in zip(second, first)) > 1e-3
+
+
+def test_loop_adapts_and_leaves_the_model_alone():
+    """k = 0 gives the pre-adaptation query loss; k = 1 lowers it; the original weights never change."""
+    model, batch = _setup("deep", "squared")
+    before = [p.detach().clone() for p in model.parameters()]
+    pre = per_task_meta_loss(model, batch, InnerLoop(alpha=0.3, steps=0))
+    direct = sum(0.5 * ((model(x) - y) ** 2).mean() for x, y in zip(batch.x_query, batch.y_query)) / TASKS
+    assert_close(pre.item(), direct.item(), IDENTITY_TOL, "k = 0 against the unadapted model")
+    post = per_task_meta_loss(model, batch, InnerLoop(alpha=0.3, steps=1))
+    assert post.item() < pre.item()
+    for p, b in zip(model.parameters(), before):
+        assert torch.equal(p.detach(), b)
+
+
+def test_low_rank_needs_a_linear_chain():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 1))
+    with pytest.raises(TypeError, match="LinearChain"):
+        low_rank_meta_loss(model, initial_params(model), None, InnerLoop(alpha=0.1))
+
+
+def test_benchmark_smoke():
+    """Tiny settings: every number finite, the paths agree, thread count restored; no timing claims."""
+    threads = torch.get_num_threads()
+    result = benchmark_meta_training(dim=8, depth=2, width=4, meta_batch=4, support=3, query=3,
+                                     iterations=2, threads=1)
+    assert torch.get_num_threads() == threads
+    assert result["gradients_agree"] and result["max_rel_diff"] <= 1e-10
+    for order in result["gradient_check"].values():
+        assert set(order) == {"batched", "low_rank"}
+    for timing in result["timing"].values():
+        assert math.isfinite(timing["tasks_per_s"]) and timing["tasks_per_s"] > 0
+        assert math.isfinite(timing["ratio"]) and len(timing["times_s"]) == 2
+    assert all(math.isfinite(v) for v in result["loss_track"].values())
+    assert not result["goal"]["at_goal_settings"] and not result["goal"]["met"]
+    closed = result["closed_form"]
+    assert "skipped" in closed or closed["agrees"]
+    assert "skipped" in closed or set(closed["timing"]) == {"closed_form", "batched", "loop"}
+    text = format_benchmark(result)
+    assert "batched" in text and "loop" in text and "NOT at the goal settings" in text
