@@ -1,0 +1,118 @@
+"""Functional MAML: the literal inner step, ANIL, first order, dtypes, training and divergence."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from simulations.linear_chain_maml import low_rank_meta_loss
+from simulations.maml import InnerLoop, adapt, initial_params, meta_loss, task_losses
+from simulations.models import add_linear_layers, deep_linear, linnet, shallow_linear
+from simulations.statistics import Estimate
+from simulations.tasks import sample_regression_tasks
+from simulations.training import DivergenceError, evaluate, meta_train
+from tests.helpers import assert_close
+from theory.errors import ParameterError
+from theory.task_family import LinearTaskFamily
+
+FAMILY = LinearTaskFamily.subspace(6, 4, 5, rank=2, noise_var=0.1, seed=1)
+
+
+def test_one_inner_step_is_w_minus_alpha_gradient():
+    batch = sample_regression_tasks(FAMILY, 1, 0)
+    model = shallow_linear(6)
+    params = initial_params(model)
+    x, y = batch.x_support[0], batch.y_support[0]
+    fast = adapt(model, params, x, y, InnerLoop(0.3))
+    w = params[model.head_name].detach()[0]
+    expected = w - 0.3 * x.T @ (x @ w - y) / 4
+    assert_close(fast[model.head_name].detach()[0].numpy(), expected.numpy(), 1e-12)
+
+
+def test_zero_steps_leave_the_loss_unchanged_and_one_step_lowers_it():
+    batch = sample_regression_tasks(FAMILY, 200, 1)
+    model = shallow_linear(6)
+    params = initial_params(model)
+    out0 = task_losses(model, params, batch, InnerLoop(0.2, steps=0))
+    assert torch.equal(out0["pre_loss"], out0["post_loss"])
+    out1 = task_losses(model, params, batch, InnerLoop(0.2, steps=1))
+    assert out1["post_loss"].mean() < out1["pre_loss"].mean()
+
+
+def test_anil_adapts_only_the_head():
+    model = deep_linear(6, 3, 4)
+    params = initial_params(model)
+    batch = sample_regression_tasks(FAMILY, 1, 2)
+    fast = adapt(model, params, batch.x_support[0], batch.y_support[0], InnerLoop(0.3, adapt="head"))
+    for name, value in fast.items():
+        changed = not torch.equal(value, params[name])
+        assert changed == (name == model.head_name), name
+
+
+def test_first_order_keeps_the_loss_and_drops_second_order_terms():
+    model = deep_linear(6, 2, 4)
+    batch = sample_regression_tasks(FAMILY, 8, 3)
+    grads = {}
+    for first_order in (False, True):
+        params = initial_params(model)
+        loss = meta_loss(model, params, batch, InnerLoop(0.3, first_order=first_order))
+        grads[first_order] = torch.autograd.grad(loss, list(params.values()))
+        grads[f"loss{first_order}"] = loss.item()
+    assert math.isclose(grads["lossFalse"], grads["lossTrue"], rel_tol=1e-12)
+    assert any((a - b).abs().max() > 1e-6 for a, b in zip(grads[False], grads[True]))
+
+
+def test_low_rank_path_matches_functional_meta_gradient():
+    model = linnet(6, 2)
+    batch = sample_regression_tasks(FAMILY, 8, 4)
+    inner = InnerLoop(0.2, steps=2)
+    p1, p2 = initial_params(model), initial_params(model)
+    g1 = torch.autograd.grad(meta_loss(model, p1, batch, inner), list(p1.values()))
+    g2 = torch.autograd.grad(low_rank_meta_loss(model, p2, batch, inner), list(p2.values()))
+    for a, b in zip(g1, g2):
+        assert_close(b.numpy(), a.numpy(), 1e-10)
+
+
+def test_float32_and_float64_agree():
+    m64, m32 = deep_linear(6, 2, 4), deep_linear(6, 2, 4, dtype=torch.float32)
+    b64 = sample_regression_tasks(FAMILY, 16, 5)
+    b32 = sample_regression_tasks(FAMILY, 16, 5, dtype=torch.float32)
+    l64 = meta_loss(m64, initial_params(m64), b64, InnerLoop(0.2)).item()
+    l32 = meta_loss(m32, initial_params(m32), b32, InnerLoop(0.2)).item()
+    assert math.isclose(l64, l32, rel_tol=1e-5)
+
+
+def test_linnet_is_the_shallow_model_at_initialisation():
+    shallow = shallow_linear(6, seed=3)
+    wide = add_linear_layers(shallow, 3)
+    assert len(wide.layers) == 4
+    assert_close(wide.end_to_end().detach().numpy(), shallow.end_to_end().detach().numpy(), 1e-15)
+
+
+def test_meta_training_is_reproducible_and_lowers_the_meta_loss():
+    def sampler(n, gen):
+        return sample_regression_tasks(FAMILY, n, gen)
+
+    runs = [meta_train(deep_linear(6, 2, 8), sampler, InnerLoop(0.2), 60, 16, 0.02, seed=4) for _ in range(2)]
+    assert runs[0].history == runs[1].history
+    assert np.mean(runs[0].history[-10:]) < np.mean(runs[0].history[:10])
+    est = evaluate(deep_linear(6, 2, 8), runs[0].params, sampler, InnerLoop(0.2), 300)
+    assert isinstance(est["post_loss"], Estimate) and est["post_loss"].mean < est["pre_loss"].mean
+
+
+def test_divergence_is_reported_not_returned():
+    def sampler(n, gen):
+        return sample_regression_tasks(FAMILY, n, gen)
+
+    with pytest.raises(DivergenceError):
+        meta_train(deep_linear(6, 3, 8), sampler, InnerLoop(50.0, steps=6), 5, 8, 0.01)
+    with pytest.raises(FloatingPointError):
+        Estimate.from_samples([1.0, float("nan")])
+
+
+@pytest.mark.parametrize("kwargs, parameter", [({"alpha": float("inf")}, "alpha"), ({"alpha": 0.1, "steps": -1},
+                         "steps"), ({"alpha": 0.1, "adapt": "middle"}, "adapt"), ({"alpha": 0.1, "loss": "l1"}, "loss")])
+def test_inner_loop_validates(kwargs, parameter):
+    with pytest.raises(ParameterError) as info:
+        InnerLoop(**kwargs)
+    assert info.value.parameter == parameter
