@@ -5,6 +5,7 @@
   python paper_repro.py verify          every closed form against its simulation twin
   python paper_repro.py explore ...     the failure mode for one setting, theory next to simulation
   python paper_repro.py bench           batched functional MAML against a per-task loop
+  python paper_repro.py formulas        every derived formula as LaTeX
 
 Bad input exits with status 2 and a one-line error naming the option and its valid range.
 """
@@ -74,13 +75,16 @@ def build_parser() -> Parser:
         ("--noise", FLOAT, 0.0, "label-noise variance s²"), ("--alpha", FLOAT, None, "inner step (default α*)"),
         ("--steps", INT, 1, "inner steps k"), ("--depth", INT, 3, "deep model depth L"),
         ("--width", INT, 64, "deep model width"), ("--linnet-layers", INT, 2, "layers LinNet adds"),
-        ("--iterations", INT, 1000, "meta-training iterations"), ("--meta-batch", INT, 32, "tasks per step"),
+        ("--iterations", INT, 2000, "meta-training iterations"), ("--meta-batch", INT, 32, "tasks per step"),
         ("--meta-lr", FLOAT, 0.01, "Adam learning rate"), ("--eval-tasks", INT, 2000, "evaluation tasks"),
         ("--seed", INT, 0, "seed"),
     ]:
         explore.add_argument(flag, type=kind, default=default, help=text)
     explore.add_argument("--theory-only", action="store_true", help="closed forms only, no training")
     explore.add_argument("--json", action="store_true", help="print one JSON object")
+
+    formulas = sub.add_parser("formulas", help="print every derived formula as LaTeX (Markdown)")
+    formulas.add_argument("--out", default=None, metavar="PATH", help="write to a file instead")
 
     bench = sub.add_parser("bench", help="batched functional MAML vs a per-task loop")
     bench.add_argument("--iterations", type=INT, default=20, help="timed meta-steps per path")
@@ -163,6 +167,19 @@ def format_explore(report: dict) -> str:
     return "\n".join(lines)
 
 
+# -- formulas ---------------------------------------------------------------------------------------
+def run_formulas(args) -> int:
+    from simulations.atomic_io import atomic_write_text
+    from theory.latex import markdown
+
+    text = markdown()
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        print(text, end="")
+    return 0
+
+
 # -- bench ------------------------------------------------------------------------------------------
 def run_bench(args) -> int:
     from simulations.benchmark import benchmark_meta_training, format_benchmark
@@ -200,7 +217,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        handler = {"verify": run_verify, "explore": run_explore, "bench": run_bench}.get(args.command, run_figures)
+        handler = {"verify": run_verify, "explore": run_explore, "bench": run_bench,
+                   "formulas": run_formulas}.get(args.command, run_figures)
         return handler(args)
     except UsageError as err:
         print(f"paper_repro.py: error: {err}", file=sys.stderr)

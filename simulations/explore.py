@@ -34,7 +34,7 @@ class ExploreConfig:
     depth: int = 3  # L of the deep model
     width: int = 64  # hidden width of the deep model
     linnet_layers: int = 2  # identity-initialised d×d layers LinNet adds before the output
-    iterations: int = 1000  # meta-training iterations per model
+    iterations: int = 2000  # meta-training iterations per model (deep reaches ~0.41 of 0.375 by 3000)
     meta_batch: int = 32  # tasks per meta-iteration
     meta_lr: float = 0.01  # Adam's learning rate for the outer loop
     eval_tasks: int = 2000  # fresh tasks for the reported means and intervals

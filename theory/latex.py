@@ -1,0 +1,70 @@
+"""Every derived formula as LaTeX, generated from the sympy objects where one exists.
+
+``formulas()`` returns an ordered mapping title -> LaTeX; ``paper_repro.py formulas`` prints
+it (Markdown with $$ blocks), and the README's formulas are this output.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from theory import deep_linear, logistic
+from theory.preconditioned_maml import GAIN_SYMBOLS, isotropic_gain_symbolic
+from theory.shallow_maml import isotropic_k_step_expression
+from theory.wishart_moments import K_sym, d_sym, isotropic_trace_moment
+
+_D, _K, _R, _V, _S2 = GAIN_SYMBOLS
+
+
+def _isotropic_loss(steps: int) -> str:
+    alpha, big_r, s2 = sp.symbols("alpha R s2")
+    expr = isotropic_k_step_expression(steps).subs({s2: sp.Symbol("s^2")})
+    return r"L_{\mathrm{post}}^{(" + str(steps) + r")}(\alpha) = " + sp.latex(sp.collect(sp.expand(expr), big_r),
+                                                                                 long_frac_ratio=2)
+
+
+def formulas() -> dict[str, str]:
+    """Title -> LaTeX for each result of the theory engine (README, "Theory results")."""
+    gain = isotropic_gain_symbolic()
+    alpha = sp.Symbol("alpha")
+    one_step = sp.expand(isotropic_k_step_expression(1).subs({sp.Symbol("s2"): 0, sp.Symbol("R"): 1}))
+    alpha_star = sp.solve(sp.diff(one_step, alpha), alpha)[0]
+    return {
+        "Shallow one-step update": r"w' = w - \frac{\alpha}{K} X^\top (X w - y) = w - \alpha \hat S (w - w_\tau)"
+                                   r" + \frac{\alpha}{K} X^\top \varepsilon",
+        "Gaussian fourth moment (Isserlis)": r"\mathbb{E}[x x^\top A x x^\top] = \Sigma A \Sigma + \Sigma A^\top "
+                                             r"\Sigma + \operatorname{tr}(A\Sigma)\,\Sigma",
+        "Wishart sandwich": r"\mathbb{E}[\hat S A \hat S] = \tfrac{K-1}{K}\Sigma A \Sigma + \tfrac{1}{K}\left("
+                            r"\Sigma A \Sigma + \Sigma A^\top \Sigma + \operatorname{tr}(A\Sigma)\Sigma\right)",
+        "Isotropic trace moments": ", ".join(
+            rf"\mathbb{{E}}\operatorname{{tr}}\hat S^{m} = {sp.latex(sp.factor(isotropic_trace_moment(m)))}"
+            for m in (1, 2, 3)).replace(sp.latex(d_sym), "d").replace(sp.latex(K_sym), "K"),
+        "Shallow one-step loss (general)": r"L_{\mathrm{post}}(\theta,\alpha) = \tfrac12\left(a_0 - 2\alpha a_1 + "
+            r"\alpha^2 a_2\right) + \tfrac12 s^2,\; a_0 = \operatorname{tr}(\Sigma_x C),\; a_1 = "
+            r"\operatorname{tr}(\Sigma_x^2 C),\; a_2 = \operatorname{tr}\!\big(\big(\tfrac{K+1}{K}\Sigma_x^3 + "
+            r"\tfrac{\operatorname{tr}\Sigma_x^2}{K}\Sigma_x\big) C\big) + \tfrac{s^2}{K}\operatorname{tr}"
+            r"\Sigma_x^2,\; C = (\theta-\mu)(\theta-\mu)^\top + \Sigma_w",
+        "MAML-optimal initialisation and step": r"\theta^\star = \mu, \quad \alpha^\star = a_1 / a_2, \quad "
+            r"L^\star = \tfrac12\left(a_0 - a_1^2/a_2\right) + \tfrac12 s^2; \quad \Sigma_x = I,\ s^2 = 0:\ "
+            rf"\alpha^\star = {sp.latex(sp.factor(alpha_star))}",
+        "Shallow loss, Σx = I, one step (R = tr C)": _isotropic_loss(1),
+        "Shallow loss, Σx = I, two steps on the same support set": _isotropic_loss(2),
+        "Optimal preconditioner": r"P^\star = \tfrac{1}{\alpha} C \left(c_1 \Sigma_x C + c_2 I\right)^{-1},\; "
+            r"c_1 = \tfrac{K+1}{K},\; c_2 = \tfrac{\operatorname{tr}(\Sigma_x C) + s^2}{K},\; L^\star = "
+            r"\tfrac12\left[\operatorname{tr}(\Sigma_x C) - \operatorname{tr}\!\left(\Sigma_x C \Sigma_x C "
+            r"(c_1 \Sigma_x C + c_2 I)^{-1}\right)\right] + \tfrac12 s^2",
+        "Best shallow loss, Σx = I, Σw = σ²UUᵀ (rank r)": r"L^\star_{\mathrm{shallow}} = "
+            + sp.latex(gain["shallow"]),
+        "Best preconditioned loss, same setting": r"L^\star_{P} = " + sp.latex(gain["preconditioned"]),
+        "Gain of the optimal preconditioner, s² = 0": r"\frac{L^\star_{\mathrm{shallow}}}{L^\star_{P}} = "
+            + sp.latex(sp.factor(gain["ratio"].subs({_S2: 0}))),
+        "Deep linear, depth 2, exact one-step update": deep_linear.latex_depth2_update(),
+        "Deep linear, any depth: implicit preconditioner": deep_linear.latex_implicit_preconditioner(),
+        "ANIL (top layer) and bottom-layer steps, exact": r"W' = W - \alpha\, G B_L^\top B_L, \qquad "
+                                                          r"W' = W - \alpha\, A_1 A_1^\top G",
+        "Logistic regression gradient": logistic.latex_logistic_gradient(),
+    }
+
+
+def markdown() -> str:
+    """The formulas as Markdown: a bold title and a $$ display block each."""
+    return "\n\n".join(f"**{title}**\n\n$$\n{body}\n$$" for title, body in formulas().items()) + "\n"
