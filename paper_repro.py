@@ -23,7 +23,7 @@ PARAMETER_FLAGS = {  # library parameter name -> command-line option
     "dim": "--dim", "support": "--support", "query": "--query", "rank": "--rank", "noise": "--noise",
     "noise_var": "--noise", "alpha": "--alpha", "steps": "--steps", "depth": "--depth", "width": "--width",
     "iterations": "--iterations", "meta_batch": "--meta-batch", "meta_lr": "--meta-lr",
-    "linnet_layers": "--linnet-layers", "eval_tasks": "--eval-tasks", "seed": "--seed",
+    "linnet_layers": "--linnet-layers", "eval_tasks": "--eval-tasks", "seed": "--seed", "threads": "--threads",
 }
 
 
@@ -53,6 +53,7 @@ def _finite(kind):
 
 
 INT, FLOAT = _finite(int), _finite(float)
+MIN_VERIFY_SCALE = 0.3
 
 
 def build_parser() -> Parser:
@@ -62,11 +63,16 @@ def build_parser() -> Parser:
     parser.add_argument("--seed", type=INT, default=0, help="base seed (same seed, same CSVs)")
     parser.add_argument("--out", default="figures/generated", help="output folder for figures and data")
     parser.add_argument("--replot", action="store_true", help="re-plot from cached CSV/JSON results")
+    parser.add_argument("--threads", type=INT, default=1,
+                        help="torch CPU threads (default 1: these small problems gain little from more, and "
+                             "oversubscribed threads slow them badly when the machine is busy; bench sets its own)")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     verify = sub.add_parser("verify", help="hold every theory result against simulation")
     verify.add_argument("--json", default=None, metavar="PATH", help="also write the table as JSON")
-    verify.add_argument("--scale", type=FLOAT, default=1.0, help="multiply sample sizes (default 1)")
+    verify.add_argument("--scale", type=FLOAT, default=1.0,
+                        help=f"multiply sample sizes and iterations (default 1, at least {MIN_VERIFY_SCALE}: "
+                             "below that heavy-tailed estimates lose their interval's coverage)")
 
     explore = sub.add_parser("explore", help="the failure mode for one setting")
     for flag, kind, default, text in [
@@ -98,8 +104,8 @@ def run_verify(args) -> int:
     from simulations.atomic_io import atomic_write_json
     from simulations.verification import run_checks
 
-    if args.scale <= 0:
-        raise UsageError(f"argument --scale: {args.scale} is out of range: must be > 0")
+    if args.scale < MIN_VERIFY_SCALE:
+        raise UsageError(f"argument --scale: {args.scale} is out of range: must be >= {MIN_VERIFY_SCALE}")
     checks = run_checks(args.scale, progress=True)
     width = max(len(c.name) for c in checks)
     print(f"{'quantity':{width}}  {'theory':>12}  {'simulation':>12}  pass  setting; rule")
@@ -206,9 +212,23 @@ def run_figures(args) -> int:
             raise UsageError(f"argument --only: unknown figure {unknown or args.only!r} "
                              f"(valid: {','.join(map(str, sorted(FIGURES)))})")
     for number in selected:
-        paths = run_figure(number, out=args.out, full=args.full, seed=args.seed, replot=args.replot)
+        try:
+            paths = run_figure(number, out=args.out, full=args.full, seed=args.seed, replot=args.replot)
+        except FileNotFoundError as err:
+            raise UsageError(f"argument --replot: {err}") from None
         print(f"figure {number}: " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _check_common(args) -> None:
+    import torch
+
+    for flag, value in (("--seed", args.seed), ("--threads", args.threads)):
+        low = 0 if flag == "--seed" else 1
+        if not low <= value <= 2**31 - 1:
+            raise UsageError(f"argument {flag}: {value} is out of range: an integer >= {low} and < 2^31")
+    if args.command != "bench":
+        torch.set_num_threads(args.threads)
 
 
 def main(argv=None) -> int:
@@ -217,6 +237,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        _check_common(args)
         handler = {"verify": run_verify, "explore": run_explore, "bench": run_bench,
                    "formulas": run_formulas}.get(args.command, run_figures)
         return handler(args)

@@ -35,9 +35,9 @@ class Config:
     linnet_layers: int = 2  # LinNet adds two identity-initialised d×d layers
     classification_alpha: float = 0.5  # inner step for logistic loss: no closed form picks it; at 0.5 one
     # LogR step still lowers the query loss (at 2.0 it raises it), so the baseline is not handicapped
-    iterations: int = 600  # meta-training iterations per run
-    eval_every: int = 50  # learning-curve resolution
-    eval_tasks: int = 1000  # evaluation tasks per point, the same for every seed and model (paired)
+    iterations: int = 1000  # meta-training iterations per run
+    eval_every: int = 100  # learning-curve resolution
+    eval_tasks: int = 2000  # evaluation tasks per point, the same for every seed and model (paired)
     meta_batch: int = 32
     meta_lr: float = 0.01
     seeds: int = 3  # independent runs for the 95% interval
@@ -48,13 +48,13 @@ class Config:
 
     @classmethod
     def full(cls) -> "Config":
-        return cls(iterations=3000, eval_every=100, eval_tasks=2000, seeds=10)
+        return cls(iterations=3000, eval_every=100, eval_tasks=10_000, seeds=10)
 
 
 def _curve(model, sampler, inner, config: Config, seed: int, with_accuracy: bool) -> dict[str, list]:
     """Meta-train one model; post-adaptation loss (and accuracy) on fixed tasks every eval_every."""
     eval_batch = sampler(config.eval_tasks, make_generator(10_000))
-    curve = {"iteration": [], "post_loss": [], "pre_loss": [], "post_accuracy": []}
+    curve = {"iteration": [], "post_loss": [], "pre_loss": []} | ({"post_accuracy": []} if with_accuracy else {})
 
     def record(i, params, t_params):
         if i % config.eval_every and i != config.iterations:
@@ -64,7 +64,8 @@ def _curve(model, sampler, inner, config: Config, seed: int, with_accuracy: bool
         curve["iteration"].append(i)
         curve["post_loss"].append(out["post_loss"].mean().item())
         curve["pre_loss"].append(out["pre_loss"].mean().item())
-        curve["post_accuracy"].append(out["post_accuracy"].mean().item() if with_accuracy else float("nan"))
+        if with_accuracy:
+            curve["post_accuracy"].append(out["post_accuracy"].mean().item())
 
     meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr, seed=seed,
                on_step=record, progress=False)
@@ -94,7 +95,8 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
                 runs.append({"panel": panel, "model": name, "seed": seed + s, **curve})
                 if progress is not None:
                     progress.update(1)
-    theory = {"alpha": alpha, "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),
+    theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alpha,
+              "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),
               "shallow_best_post_loss": sh.best_post_adaptation_loss(family),
               "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
     return {"runs": runs, "theory": theory}
@@ -110,7 +112,7 @@ def rows(results: dict) -> list[dict]:
     out = []
     for (panel, model), runs in _group(results["runs"]).items():
         for j, it in enumerate(runs[0]["iteration"]):
-            for metric in ("post_loss", "pre_loss", "post_accuracy"):
+            for metric in [m for m in ("post_loss", "pre_loss", "post_accuracy") if m in runs[0]]:
                 m, ci = mean_ci95([r[metric][j] for r in runs])
                 out.append({"panel": panel, "model": model, "iteration": it, "metric": metric,
                             "mean": m, "ci95": ci, "seeds": len(runs)})
@@ -167,7 +169,7 @@ def caption(results: dict) -> str:
     acc = {m: mean_ci95([r["post_accuracy"][-1] for r in runs]) for (p, m), runs in groups.items()
            if p == "classification"}
     t = results["theory"]
-    return (f"Regression (d=50, K=5, r=2): final post-adaptation loss shallow {final['shallow'][0]:.3f}, "
+    return (f"Regression (d={t['dim']}, K={t['support']}, r={t['rank']}): final post-adaptation loss shallow {final['shallow'][0]:.3f}, "
             f"deep {final['deep'][0]:.3f}, LinNet {final['linnet'][0]:.3f} (theory: best shallow step "
             f"{t['shallow_best_post_loss']:.3f}, optimal preconditioner {t['preconditioned_best_post_loss']:.3f},"
             f" pre-adaptation {t['pre_adaptation_loss']:.3f}); classification accuracy after one step: "

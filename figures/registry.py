@@ -52,7 +52,7 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
         record = json.loads(json_path.read_text())
     else:
         config = module.Config.full() if full else module.Config.quick()
-        with tqdm(total=module.n_units(config), desc=f"figure {number}", leave=False) as bar:
+        with tqdm(total=module.n_units(config), desc=f"figure {number}", leave=False, disable=None) as bar:
             results = module.compute(config, seed=seed, progress=bar)
         record = {"figure": number, "name": name, "profile": "full" if full else "quick", "seed": seed,
                   "config": dataclasses.asdict(config), "provenance": provenance(), "results": results,

@@ -44,8 +44,10 @@ class ExploreConfig:
         require_int("dim", self.dim, 1)
         require_int("rank", self.rank, 1, self.dim)
         require_real("noise", self.noise, 0.0)
-        if self.alpha is not None and require_real("alpha", self.alpha) <= 0:
-            raise ParameterError("alpha", self.alpha, "a finite real number > 0")
+        if self.alpha is not None and not 0 < require_real("alpha", self.alpha) <= 1e3:
+            raise ParameterError("alpha", self.alpha, "a finite real number in (0, 1000]")
+        require_int("support", self.support, 1, 10**6)
+        require_int("seed", self.seed, 0, 2**31 - 1)
         require_int("steps", self.steps, 1)
         require_int("depth", self.depth, 1)
         require_int("width", self.width, 1)

@@ -60,7 +60,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     gen = make_generator(seed)
     history = []
     bar = tqdm(range(iterations), desc=progress if isinstance(progress, str) else "meta-train",
-               disable=not progress, leave=False)
+               disable=None if progress else True, leave=False)
     if on_step is not None:
         on_step(0, params, t_params)
     for it in bar:

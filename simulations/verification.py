@@ -358,4 +358,4 @@ def run_checks(scale: float = 1.0, progress: bool = False) -> list[Check]:
     """Run every check; ``scale`` multiplies sample sizes and iterations (tests use < 1)."""
     from tqdm.auto import tqdm
 
-    return [check(scale) for check in tqdm(CHECKS, desc="verify", disable=not progress, leave=False)]
+    return [check(scale) for check in tqdm(CHECKS, desc="verify", disable=None if progress else True, leave=False)]
