@@ -24,6 +24,7 @@ PARAMETER_FLAGS = {  # library parameter name -> command-line option
     "noise_var": "--noise", "alpha": "--alpha", "steps": "--steps", "depth": "--depth", "width": "--width",
     "iterations": "--iterations", "meta_batch": "--meta-batch", "meta_lr": "--meta-lr",
     "linnet_layers": "--linnet-layers", "eval_tasks": "--eval-tasks", "seed": "--seed", "threads": "--threads",
+    "task": "--task", "models": "--models", "kfo_form": "--kfo-form",
 }
 
 
@@ -86,6 +87,10 @@ def build_parser() -> Parser:
         ("--seed", INT, 0, "seed"),
     ]:
         explore.add_argument(flag, type=kind, default=default, help=text)
+    explore.add_argument("--task", default="regression", help="regression or classification")
+    explore.add_argument("--models", default="shallow,deep,linnet,kfo",
+                         help="comma-separated: shallow, deep, linnet, kfo, deep-kfo, linnet-kfo")
+    explore.add_argument("--kfo-form", default="linear", help="KFO form: linear, psd or nonlinear")
     explore.add_argument("--theory-only", action="store_true", help="closed forms only, no training")
     explore.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -128,7 +133,8 @@ def run_explore(args) -> int:
                            noise=args.noise, alpha=args.alpha, steps=args.steps, depth=args.depth,
                            width=args.width, linnet_layers=args.linnet_layers, iterations=args.iterations,
                            meta_batch=args.meta_batch, meta_lr=args.meta_lr, eval_tasks=args.eval_tasks,
-                           seed=args.seed)
+                           seed=args.seed, task=args.task, models=tuple(args.models.split(",")),
+                           kfo_form=args.kfo_form)
     try:
         report = explore(config, theory_only=args.theory_only, progress=not args.json)
     except DivergenceError as err:
@@ -153,9 +159,19 @@ def format_explore(report: dict) -> str:
     def num(x):
         return "n/a (only simulation answers)" if x is None else f"{x:.4f}"
 
-    lines = [f"Setting: d={c['dim']}, K={c['support']}, Q={c['query']}, r={c['rank']}, s²={c['noise']}, "
-             f"α={t['alpha']:.4g}, k={c['steps']}",
-             "Theory (at the MAML-optimal initialisation θ* = μ):",
+    lines = [f"Setting: {c['task']}, d={c['dim']}, K={c['support']}, Q={c['query']}, r={c['rank']}, "
+             f"s²={c['noise']}, α={t['alpha']:.4g}, k={c['steps']}"]
+    if c["task"] == "classification":
+        lines.append("Theory: no closed form for the logistic loss (the regression theory explains the mechanism)")
+    else:
+        lines += _theory_lines(t, num)
+    if "simulation" in report:
+        lines += _simulation_lines(report["simulation"], c)
+    return "\n".join(lines)
+
+
+def _theory_lines(t: dict, num) -> list[str]:
+    lines = ["Theory (at the MAML-optimal initialisation θ* = μ):",
              f"  pre-adaptation loss                  {num(t['pre_adaptation_loss'])}",
              f"  shallow post-adaptation loss at α    {num(t['shallow_post_loss'])}",
              f"  shallow optimal α*                   {num(t['shallow_optimal_alpha'])}",
@@ -163,14 +179,18 @@ def format_explore(report: dict) -> str:
              f"  optimal preconditioner, best loss    {num(t['preconditioned_best_post_loss'])}"]
     if t["shallow_post_loss"] is not None and t["shallow_post_loss"] > t["pre_adaptation_loss"]:
         lines.append("  note: at this α the shallow inner loop raises the expected loss above its pre-adaptation value")
-    if "simulation" in report:
-        lines.append(f"Simulation (meta-trained {c['iterations']} iterations; mean ± 95% CI on "
-                     f"{c['eval_tasks']} fresh tasks):")
-        lines.append(f"  {'model':8s}  {'pre-adaptation':>18s}  {'post-adaptation':>18s}")
-        for name, r in report["simulation"].items():
-            lines.append(f"  {name:8s}  {r['pre_loss']:9.4f} ± {r['pre_loss_ci95']:.4f}  "
-                         f"{r['post_loss']:9.4f} ± {r['post_loss_ci95']:.4f}")
-    return "\n".join(lines)
+    return lines
+
+
+def _simulation_lines(simulation: dict, c: dict) -> list[str]:
+    metrics = ["pre_loss", "post_loss"] + (["post_accuracy"] if c["task"] == "classification" else [])
+    heads = {"pre_loss": "pre-adaptation loss", "post_loss": "post-adaptation loss",
+             "post_accuracy": "post-adaptation accuracy"}
+    lines = [f"Simulation (meta-trained {c['iterations']} iterations; mean ± 95% CI on {c['eval_tasks']} fresh tasks):",
+             f"  {'model':10s}" + "".join(f"  {heads[m]:>24s}" for m in metrics)]
+    for name, r in simulation.items():
+        lines.append(f"  {name:10s}" + "".join(f"  {r[m]:13.4f} ± {r[m + '_ci95']:.4f}" for m in metrics))
+    return lines
 
 
 # -- formulas ---------------------------------------------------------------------------------------

@@ -1,23 +1,29 @@
-"""The failure mode for one setting: theory next to meta-trained shallow, deep and LinNet models.
+"""The failure mode for one setting: theory next to meta-trained models and their remedies.
 
 ``explore`` is the engine behind ``paper_repro.py explore``: it builds the subspace task
-family, evaluates the closed forms at the MAML-optimal initialisation θ* = μ, and (unless
-theory_only) meta-trains each model with functional MAML and evaluates it on fresh tasks.
+family, evaluates the closed forms at the MAML-optimal initialisation θ* = μ (regression),
+and (unless theory_only) meta-trains each named model (simulations.model_zoo: shallow, deep,
+LinNet, each optionally with KFO) with functional MAML and evaluates it on fresh tasks.
+For classification (y = sign(w_τᵀx), logistic loss) no closed form exists: theory values are
+None and the default step is 0.5.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
 
 from simulations.maml import InnerLoop
-from simulations.models import deep_linear, linnet, shallow_linear
-from simulations.tasks import sample_regression_tasks
+from simulations.model_zoo import ZooSpec, build_model, parse_models
+from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import DivergenceError, evaluate, meta_train
 from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
 from theory.errors import ParameterError, require_int, require_real
 from theory.task_family import LinearTaskFamily
+
+
+TASKS = ("regression", "classification")
+CLASSIFICATION_ALPHA = 0.5  # no closed form picks α for the logistic loss; one LogR step still helps at 0.5
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,9 @@ class ExploreConfig:
     meta_lr: float = 0.01  # Adam's learning rate for the outer loop
     eval_tasks: int = 2000  # fresh tasks for the reported means and intervals
     seed: int = 0  # tasks, subspace and initialisations
+    task: str = "regression"  # or "classification": y = sign(w_τᵀx), logistic loss
+    models: tuple = ("shallow", "deep", "linnet", "kfo")  # any of simulations.model_zoo.MODEL_NAMES
+    kfo_form: str = "linear"  # KFO's form: "linear", "psd" or "nonlinear"
 
     def __post_init__(self):
         require_int("dim", self.dim, 1)
@@ -48,6 +57,11 @@ class ExploreConfig:
             raise ParameterError("alpha", self.alpha, "a finite real number in (0, 1000]")
         require_int("support", self.support, 1, 10**6)
         require_int("seed", self.seed, 0, 2**31 - 1)
+        if self.task not in TASKS:
+            raise ParameterError("task", self.task, "'regression' or 'classification'")
+        object.__setattr__(self, "models", parse_models(",".join(self.models)))
+        if self.kfo_form not in ("linear", "psd", "nonlinear"):
+            raise ParameterError("kfo_form", self.kfo_form, "'linear', 'psd' or 'nonlinear'")
         require_int("steps", self.steps, 1)
         require_int("depth", self.depth, 1)
         require_int("width", self.width, 1)
@@ -71,6 +85,8 @@ def explore_theory(config: ExploreConfig) -> dict:
     family = config.family()
     theta = sh.maml_optimal_init(family)
     alpha = resolve_alpha(config, family)
+    if config.task == "classification":
+        return {"alpha": alpha, **dict.fromkeys(THEORY_KEYS)}
     out = {"alpha": alpha, "pre_adaptation_loss": sh.pre_adaptation_loss(family, theta),
            "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
     try:
@@ -82,38 +98,47 @@ def explore_theory(config: ExploreConfig) -> dict:
     return out
 
 
+THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "shallow_post_loss",
+               "shallow_optimal_alpha", "shallow_best_post_loss")
+
+
 def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
-    """The inner step: the user's α, or the shallow model's one-step optimum α* = a₁/a₂."""
-    return config.alpha if config.alpha is not None else sh.optimal_step_size(family, 1)
+    """The inner step: the user's α, else the shallow optimum α* = a₁/a₂ (regression) or 0.5."""
+    if config.alpha is not None:
+        return config.alpha
+    return sh.optimal_step_size(family, 1) if config.task == "regression" else CLASSIFICATION_ALPHA
 
 
-def build_models(config: ExploreConfig) -> dict[str, torch.nn.Module]:
-    """Shallow, deep and LinNet models with the same function class (linear maps R^d → R)."""
-    return {"shallow": shallow_linear(config.dim, seed=config.seed),
-            "deep": deep_linear(config.dim, config.depth, config.width, seed=config.seed),
-            "linnet": linnet(config.dim, config.linnet_layers, seed=config.seed)}
+def zoo_spec(config: ExploreConfig) -> ZooSpec:
+    return ZooSpec(config.dim, config.depth, config.width, config.linnet_layers, config.kfo_form)
 
 
 def explore_simulation(config: ExploreConfig, progress: bool = False) -> dict:
     """Meta-train each model with functional MAML; pre/post-adaptation losses on fresh tasks."""
     family = config.family()
-    inner = InnerLoop(resolve_alpha(config, family), config.steps)
+    classify = config.task == "classification"
+    inner = InnerLoop(resolve_alpha(config, family), config.steps, loss="logistic" if classify else "squared")
+    draw = sample_classification_tasks if classify else sample_regression_tasks
 
     def sampler(n, gen):
-        return sample_regression_tasks(family, n, gen)
+        return draw(family, n, gen)
 
     results = {}
-    for name, model in build_models(config).items():
+    for name in config.models:
+        model, transform = build_model(name, zoo_spec(config), seed=config.seed)
         try:
             trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr,
-                                 seed=config.seed + 1, progress=f"{name:8s}" if progress else False)
-            est = evaluate(model, trained.params, sampler, inner, config.eval_tasks, seed=config.seed + 2)
+                                 seed=config.seed + 1, transform=transform,
+                                 progress=f"{name:10s}" if progress else False)
+            learned = (trained.transform_params, transform[1]) if transform else None
+            est = evaluate(model, trained.params, sampler, inner, config.eval_tasks, seed=config.seed + 2,
+                           transform=learned, with_accuracy=classify)
         except (DivergenceError, FloatingPointError) as err:
             raise DivergenceError(getattr(err, "iteration", config.iterations), float("nan"),
                                   f"{name} model's loss") from err
-        results[name] = {"pre_loss": est["pre_loss"].mean, "pre_loss_ci95": est["pre_loss"].ci95,
-                         "post_loss": est["post_loss"].mean, "post_loss_ci95": est["post_loss"].ci95,
-                         "final_meta_loss": trained.history[-1] if trained.history else None}
+        results[name] = {key: value for metric, e in est.items()
+                         for key, value in ((metric, e.mean), (f"{metric}_ci95", e.ci95))}
+        results[name]["final_meta_loss"] = trained.history[-1] if trained.history else None
     return results
 
 
