@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, vjp, vmap
 
 from simulations.tasks import TaskBatch
 from theory.errors import ParameterError, require_int, require_real
@@ -44,6 +44,7 @@ class InnerLoop:
     first_order: bool = False  # drop second-order terms (FOMAML): the meta-gradient skips ∂θ'/∂θ
     adapt: str = "all"  # "all" = MAML, "head" = ANIL (only the output layer adapts)
     loss: str = "squared"  # "squared" (regression) or "logistic" (classification, y ∈ {−1, +1})
+    adapt_transform: bool = False  # also step the transform's own parameters per task (learn2learn GBML)
 
     def __post_init__(self):
         require_real("alpha", self.alpha)
@@ -68,7 +69,11 @@ def adapted_names(model: torch.nn.Module, inner: InnerLoop) -> list[str]:
 def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.Tensor,
           inner: InnerLoop, transform: Transform | None = None, transform_params: Params | None = None
           ) -> Params:
-    """θ'_τ after k inner steps on one task's support set (x_s (K, d), y_s (K,)); pure."""
+    """θ'_τ after k inner steps on one task's support set (x_s (K, d), y_s (K,)); pure.
+
+    With ``inner.adapt_transform`` the transform's parameters φ are per-task fast weights too:
+    before each step after the first, φ ← φ − α ∂L_support(θ_i)/∂φ (see _transform_step).
+    """
     names = adapted_names(model, inner)
     fast = {n: params[n] for n in names}
     frozen = {n: p for n, p in params.items() if n not in fast}
@@ -77,14 +82,32 @@ def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.
     def support_loss(fast_params: Params) -> torch.Tensor:
         return loss_fn(functional_call(model, {**frozen, **fast_params}, (x_s,)), y_s)
 
-    for _ in range(inner.steps):
+    t_fast, g_prev = transform_params, None
+    for step in range(inner.steps):
         g = grad(support_loss)(fast)
         if inner.first_order:
             g = {n: t.detach() for n, t in g.items()}
         if transform is not None:
-            g = transform(g, transform_params)
+            if inner.adapt_transform and step > 0:
+                t_fast = _transform_step(transform, t_fast, g_prev, g, inner)
+            g_prev, g = g, transform(g, t_fast)
         fast = {n: fast[n] - inner.alpha * g[n] for n in names}
     return {**frozen, **fast}
+
+
+def _transform_step(transform: Transform, t_params: Params, g_prev: Params, g: Params, inner: InnerLoop
+                    ) -> Params:
+    """φ − α ∂L_support(θ_i)/∂φ, where θ_i = θ_{i−1} − α U_φ(g_{i−1}) was the last step (as learn2learn).
+
+    The support loss depends on φ only through that step, so by the chain rule
+    ∂L/∂φ = −α J_φ[U_φ(g_{i−1})]ᵀ g_i, a vector-Jacobian product with g_i = ∇θ L(θ_i); the loss
+    does not depend on φ before the first step, hence no change there. First order detaches it.
+    """
+    _, pull = vjp(lambda phi: transform(g_prev, phi), t_params)
+    (g_phi,) = pull({n: -inner.alpha * t for n, t in g.items()})
+    if inner.first_order:
+        g_phi = {k: t.detach() for k, t in g_phi.items()}
+    return {k: t_params[k] - inner.alpha * g_phi[k] for k in t_params}
 
 
 def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,

@@ -15,8 +15,9 @@ import sympy as sp
 import torch
 
 from simulations import monte_carlo as mc
+from simulations.kfo import kfo_transform
 from simulations.layerwise_update import end_to_end_gradient_autograd, literal_layer_step
-from simulations.maml import InnerLoop
+from simulations.maml import InnerLoop, adapt
 from simulations.meta_gradient import shallow_meta_gradient
 from simulations.models import deep_linear, shallow_linear
 from simulations.statistics import Z_CHECK, Estimate
@@ -223,6 +224,40 @@ def check_meta_learned_precond(scale: float) -> Check:
                      pre.preconditioned_best_post_loss(family), est)
 
 
+def check_kfo_psd_step(scale: float) -> Check:
+    d, k, alpha = 7, 4, 0.3
+    rng = np.random.default_rng(27)
+    x, y, theta = rng.standard_normal((k, d)), rng.standard_normal(k), rng.standard_normal((1, d))
+    left, right = rng.standard_normal((1, 1)), rng.standard_normal((d, d))
+    model = shallow_linear(d)
+    name = model.head_name
+    _, apply = kfo_transform(model, "psd", names=[name])
+    factors = {f"{name}:L": torch.as_tensor(left), f"{name}:R": torch.as_tensor(right)}
+    literal = adapt(model, {name: torch.as_tensor(theta)}, torch.as_tensor(x), torch.as_tensor(y),
+                    InnerLoop(alpha), apply, factors)[name].numpy()  # (1, d), autograd
+    grad = ((x @ theta.ravel() - y) @ x / k).reshape(1, d)  # G = ∇θ ½ mean (θᵀx − y)², (1, d)
+    precond = np.kron(right.T @ right, left.T @ left)  # P = (RᵀR) ⊗ (LᵀL), (d, d)
+    step = (precond @ grad.ravel(order="F")).reshape(1, d, order="F")  # unvec(P vec G), column-major
+    closed = theta - alpha * step
+    return _identity_check("kfo.psd_is_preconditioned_step", "shallow d=7, K=4, α=0.3, random L 1×1, R 7×7",
+                           float(np.linalg.norm(literal)), float(np.linalg.norm(closed)),
+                           _relative_residual(closed, literal))
+
+
+def check_kfo_reaches_optimal_preconditioner(scale: float) -> Check:
+    family = LinearTaskFamily.subspace(**SUBSPACE, seed=5)
+    model = shallow_linear(family.dim)
+    transform = kfo_transform(model, "psd")
+    inner = InnerLoop(0.5)
+    result = meta_train(model, _regression_sampler(family), inner, int(1500 * scale) + 100,
+                        meta_batch=128, meta_lr=0.01, seed=12, transform=transform, lr_decay=True)
+    est = evaluate(model, result.params, _regression_sampler(family), inner, int(200_000 * scale), seed=13,
+                   transform=(result.transform_params, transform[1]))["post_loss"]
+    return _ci_check("kfo.meta_learned_reaches_optimal_preconditioner",
+                     "d=20, K=5, r=2, α=0.5: MAML learns θ and PSD KFO factors L (1×1), R (20×20)",
+                     pre.preconditioned_best_post_loss(family), est)
+
+
 def check_meta_gradient(scale: float) -> Check:
     from simulations.maml import meta_loss
 
@@ -349,6 +384,7 @@ CHECKS: list[Callable[[float], Check]] = [
     check_pre_loss, check_post_loss_general, check_post_loss_subspace, check_post_loss_k_steps,
     check_init_converges_to_mu, check_meta_trained_loss, check_optimal_alpha,
     check_precond_loss, check_optimal_precond_loss, check_meta_learned_precond, check_meta_gradient,
+    check_kfo_psd_step, check_kfo_reaches_optimal_preconditioner,
     check_depth2_update, check_implicit_preconditioner, check_anil_step, check_bottom_step, check_capacity,
     check_logistic_gradient, check_logistic_preconditioner, check_deep_beats_shallow,
 ]
