@@ -15,7 +15,7 @@ from scipy import stats  # noqa: E402
 from simulations.atomic_io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 COLORS = {"shallow": "#000000", "deep": "#d62728", "linnet": "#1f77b4", "kfo": "#2ca02c",
-          "logr": "#000000", "logr+linnet": "#1f77b4", "theory": "#7f7f7f"}
+          "logr": "#000000", "logr+linnet": "#1f77b4", "logr+kfo": "#2ca02c", "theory": "#7f7f7f"}
 
 
 def mean_ci95(samples) -> tuple[float, float]:

@@ -15,7 +15,8 @@ from simulations.atomic_io import atomic_write_text
 from theory.latex import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
-TITLES = {1: "Figure 1: the failure mode", 4: "Figure 4: theory against simulation",
+TITLES = {1: "Figure 1: the failure mode", 2: "Figure 2: the loss surface, shallow against depth 2",
+          3: "Figure 3: depth and width", 4: "Figure 4: theory against simulation", 5: "Figure 5: the remedies",
           6: "Figure 6: when MAML can adapt fast"}
 
 

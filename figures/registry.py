@@ -14,11 +14,20 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from figures import fig1_failure_mode, fig4_theory_vs_simulation, fig6_phase_diagram
+from figures import (
+    fig1_failure_mode,
+    fig2_loss_surface,
+    fig3_depth_width,
+    fig4_theory_vs_simulation,
+    fig5_remedies,
+    fig6_phase_diagram,
+)
 from figures.common import save_figure, write_csv
 from simulations.atomic_io import atomic_write_json
 
-FIGURES = {1: ("failure_mode", fig1_failure_mode), 4: ("theory_vs_simulation", fig4_theory_vs_simulation),
+FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss_surface),
+           3: ("depth_width", fig3_depth_width), 4: ("theory_vs_simulation", fig4_theory_vs_simulation),
+           5: ("remedies", fig5_remedies),
            6: ("phase_diagram", fig6_phase_diagram)}
 
 

@@ -15,18 +15,28 @@ import numpy as np
 import pytest
 
 import paper_repro
-from figures import fig1_failure_mode, fig4_theory_vs_simulation, fig6_phase_diagram
+from figures import (
+    fig1_failure_mode,
+    fig2_loss_surface,
+    fig3_depth_width,
+    fig4_theory_vs_simulation,
+    fig5_remedies,
+    fig6_phase_diagram,
+)
 from figures.registry import FIGURES, run_figure
 from tests.helpers import assert_close
 
 TINY = {  # figure -> (module, its tiny profile); each figure takes a few seconds at most
     1: (fig1_failure_mode, fig1_failure_mode.Config(dim=10, iterations=20, eval_every=10, eval_tasks=50,
                                                     seeds=2)),
+    2: (fig2_loss_surface, fig2_loss_surface.Config(iterations=20, meta_batch=16, record_every=5, grid=31)),
+    3: (fig3_depth_width, fig3_depth_width.Config(dim=8, depths=(1, 2), widths=(1, 4), dims=(5, 10),
+                                                  iterations=20, eval_tasks=200, seeds=2)),
     4: (fig4_theory_vs_simulation, fig4_theory_vs_simulation.Config(scale=0.02)),
+    5: (fig5_remedies, fig5_remedies.Config(dim=8, iterations=15, eval_tasks=100, seeds=2)),
     6: (fig6_phase_diagram, fig6_phase_diagram.Config(n_ratio=8, n_rank=6)),
 }
 SUFFIXES = (".json", ".csv", ".pdf", ".png")
-# Known gap: figure 1 records no accuracy for regression, so those CSV rows hold NaN (see report)
 
 
 def test_every_registered_figure_has_a_tiny_profile():
@@ -128,14 +138,22 @@ def test_replot_without_cache_says_so(tmp_path):
 
 
 # -- determinism --------------------------------------------------------------------------------
-@pytest.mark.parametrize("number", [6, 1])
+@pytest.mark.parametrize("number", [6, 1, 2, 3])
 def test_same_seed_same_csv_bytes(built, number, tmp_path):
     again = _run_all(tmp_path, seed=0, numbers=(number,))[number]
     assert again[1].read_bytes() == built[number][1].read_bytes()
 
 
+def test_fig5_remedies_help_the_shallow_model(built):
+    """Regression: + linear layers and + KFO lower the shallow model's post-adaptation loss."""
+    stats = fig5_remedies.summary(_record(built[5])["results"])
+    plain = stats[("regression", "shallow", "plain")]["post_loss"][0]
+    for remedy in ("+ linear layers", "+ KFO"):
+        assert stats[("regression", "shallow", remedy)]["post_loss"][0] < plain, remedy
+
+
 # -- one claim of the theory per figure -----------------------------------------------------------
-def test_fig1_deep_and_linnet_adapt_below_pre_adaptation_loss(built):
+def test_fig1_remedies_adapt_below_pre_adaptation_loss(built):
     results = _record(built[1])["results"]
     theory = results["theory"]
     # d=10, K=5, r=2, Σx = I, s² = 0: L_pre = r/2, best shallow = L_pre (d+1)/(K+d+1), P* = ½ r(r+1)/(K+r+1)
@@ -147,10 +165,45 @@ def test_fig1_deep_and_linnet_adapt_below_pre_adaptation_loss(built):
         if run["panel"] == "regression":
             assert run["iteration"][-1] == TINY[1][1].iterations
             final.setdefault(run["model"], []).append(run["post_loss"][-1])
-    assert set(final) == {"shallow", "deep", "linnet"}
-    for model in ("deep", "linnet"):
+    assert set(final) == {"shallow", "deep", "linnet", "kfo"}
+    for model in ("deep", "linnet", "kfo"):
         mean = float(np.mean(final[model]))
         assert mean < theory["pre_adaptation_loss"], f"{model}: final post-adaptation loss {mean:.4f}"
+
+
+def test_fig2_depth_two_learns_its_step_size(built):
+    results = _record(built[2])["results"]
+    t, deep, shallow = results["theory"], results["deep"], results["shallow"]
+    # d = 1, K = 5, σ² = 1, s² = 0: α* = K/(K + 2), best shallow loss ½σ²(1 − α*), pre-adaptation ½σ² at w = μ
+    assert_close(t["shallow_alpha_star"], 5 / 7, 1e-12, "α*")
+    assert_close(t["shallow_best_post_loss"], 1 / 7, 1e-12, "best shallow loss")
+    assert_close(t["pre_adaptation_loss_at_mu"], 0.5, 1e-12, "pre-adaptation loss")
+    # at α = 0.2 < α*/2 the layers raise their effective step: below the shallow model at the same α
+    assert t["shallow_best_post_loss"] <= t["deep_min_loss"] < t["shallow_post_loss_at_mu"]
+    assert np.min(deep["surface"]) >= t["deep_min_loss"] - 1e-9
+    assert len(deep["arrows"]) == TINY[2][1].n_tasks_shown
+    assert deep["path"][-1]["iteration"] == shallow["path"][-1]["iteration"] == TINY[2][1].iterations
+    for path in (deep["path"], shallow["path"]):
+        assert path[-1]["loss"] < path[0]["loss"]
+
+
+def test_fig3_theory_and_shared_runs(built):
+    results = _record(built[3])["results"]
+    config = TINY[3][1]
+    assert len(results["runs"]) == fig3_depth_width.n_units(config)
+    k, r = config.support, config.rank
+    for t in results["theory"]:  # Σx = I, Σw = UUᵀ (rank r), s² = 0
+        d = t["dim"]
+        assert_close(t["pre_adaptation_loss"], r / 2, 1e-12, "pre-adaptation")
+        assert_close(t["shallow_best_post_loss"], r / 2 * (d + 1) / (k + d + 1), 1e-12, "best shallow step")
+        assert_close(t["preconditioned_best_post_loss"], r * (r + 1) / (2 * (k + r + 1)), 1e-12, "P*")
+    points = fig3_depth_width.summarize(results)
+    shallow = [p for p in points if p["depth"] == 1]
+    assert shallow and all(p["closed_form_at_trained"] is not None for p in shallow)  # depth 1 = shallow
+    same = [p for p in points if (p["dim"], p["depth"], p["width"]) == (config.dim, 1, 1)]
+    shared = {"ratio:shallow"} if config.dim in config.dims else set()
+    assert {p["panel"] for p in same} == {"depth"} | shared
+    assert all(p["seeds"] == config.seeds and p["diverged"] == 0 for p in points)
 
 
 def test_fig4_identities_and_bound_hold(built):

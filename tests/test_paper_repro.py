@@ -20,6 +20,9 @@ from tests.helpers import assert_close
 from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
 from theory.task_family import LinearTaskFamily
+from figures.registry import FIGURES
+
+VALID_FIGURES = "valid: " + ",".join(map(str, sorted(FIGURES)))
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_TOL = 1e-12  # float64: the CLI prints the very closed forms recomputed here
@@ -54,8 +57,8 @@ BAD_INPUT = [  # (argv, the flag the message must name, words of the range descr
     (["explore", "--support", "0"], "--support", ">= 1"),
     (["explore", "--iterations", "-1"], "--iterations", ">= 0"),
     (["explore", "--bogus", "1"], "--bogus", "unrecognized"),
-    (["--only", "9"], "--only", "valid: 1,4,6"),
-    (["--only", "x"], "--only", "valid: 1,4,6"),
+    (["--only", "9"], "--only", VALID_FIGURES),
+    (["--only", "x"], "--only", VALID_FIGURES),
     (["verify", "--scale", "0.05"], "--scale", ">= 0.3"),
 ]
 
@@ -159,20 +162,20 @@ def tiny_explore():
 
 def test_tiny_explore_reports_finite_losses(tiny_explore):
     sim = tiny_explore[0]["simulation"]
-    assert set(sim) == {"shallow", "deep", "linnet"}
+    assert set(sim) == {"shallow", "deep", "linnet", "kfo"}  # the default --models
     for name, r in sim.items():
         for key in ("pre_loss", "pre_loss_ci95", "post_loss", "post_loss_ci95"):
             assert math.isfinite(r[key]), f"{name}.{key} = {r[key]}"
         assert r["post_loss"] < r["pre_loss"], f"{name}: one step at α* should lower the loss"
 
 
-def test_tiny_explore_deep_and_linnet_beat_shallow(tiny_explore):
-    """The failure mode: at α* the deep and LinNet models adapt better than the shallow model, and
-    better than any scalar step could from the shallow model's optimum (theory: 11/16 · L_pre)."""
+def test_tiny_explore_remedies_beat_shallow(tiny_explore):
+    """The failure mode: at α* the deep, LinNet and KFO models adapt better than the shallow model,
+    and better than any scalar step could from the shallow model's optimum (theory: 11/16 · L_pre)."""
     report = tiny_explore[0]
     sim, best_shallow = report["simulation"], report["theory"]["shallow_best_post_loss"]
     shallow = sim["shallow"]
-    for name in ("deep", "linnet"):
+    for name in ("deep", "linnet", "kfo"):
         upper = sim[name]["post_loss"] + sim[name]["post_loss_ci95"]
         assert upper < shallow["post_loss"] - shallow["post_loss_ci95"], (
             f"{name} {sim[name]['post_loss']:.4f} ± {sim[name]['post_loss_ci95']:.4f} vs shallow "
