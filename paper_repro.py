@@ -101,6 +101,8 @@ def build_parser() -> Parser:
     bench.add_argument("--iterations", type=INT, default=20, help="timed meta-steps per path")
     bench.add_argument("--threads", type=INT, default=2, help="torch CPU threads")
     bench.add_argument("--meta-batch", type=INT, default=32, help="tasks per meta-step")
+    bench.add_argument("--kfo-forms", default="linear",
+                       help="KFO forms whose meta-step cost to compare with plain MAML ('' for none)")
     return parser
 
 
@@ -208,11 +210,18 @@ def run_formulas(args) -> int:
 
 # -- bench ------------------------------------------------------------------------------------------
 def run_bench(args) -> int:
-    from simulations.benchmark import benchmark_meta_training, format_benchmark
+    from simulations.benchmark import benchmark_kfo_cost, benchmark_meta_training, format_benchmark, format_kfo_cost
 
     result = benchmark_meta_training(iterations=args.iterations, threads=args.threads,
                                      meta_batch=args.meta_batch)
     print(format_benchmark(result))
+    if args.kfo_forms:
+        for form in args.kfo_forms.split(","):
+            if form not in ("linear", "psd", "nonlinear"):
+                raise UsageError(f"argument --kfo-forms: {form!r} is not one of linear, psd, nonlinear")
+            print()
+            print(format_kfo_cost(benchmark_kfo_cost(iterations=args.iterations, threads=args.threads,
+                                                     meta_batch=args.meta_batch, form=form)))
     return 0
 
 
