@@ -32,7 +32,18 @@ def logistic_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.softplus(-y * pred).mean()
 
 
-LOSSES = {"squared": squared_loss, "logistic": logistic_loss}
+def cross_entropy_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean −log softmax(f(x))_y for integer class labels y (N-way few-shot classification)."""
+    return F.cross_entropy(pred, y)
+
+
+LOSSES = {"squared": squared_loss, "logistic": logistic_loss, "cross_entropy": cross_entropy_loss}
+
+
+def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fraction correct: sign(f(x)) = y for ±1 labels, argmax f(x) = y for integer class labels."""
+    hits = pred.argmax(-1) == y if pred.dim() == y.dim() + 1 else torch.sign(pred) == y
+    return hits.to(pred.dtype).mean()
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class InnerLoop:
     steps: int = 1  # k, inner steps on the same support set
     first_order: bool = False  # drop second-order terms (FOMAML): the meta-gradient skips ∂θ'/∂θ
     adapt: str = "all"  # "all" = MAML, "head" = ANIL (only the output layer adapts)
-    loss: str = "squared"  # "squared" (regression) or "logistic" (classification, y ∈ {−1, +1})
+    loss: str = "squared"  # "squared" (regression), "logistic" (y ∈ {−1, +1}) or "cross_entropy" (N-way)
     adapt_transform: bool = False  # also step the transform's own parameters per task (learn2learn GBML)
 
     def __post_init__(self):
@@ -122,7 +133,7 @@ def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner:
     def metrics(prefix: str, pred: torch.Tensor, y_q: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {f"{prefix}_loss": loss_fn(pred, y_q)}
         if with_accuracy:
-            out[f"{prefix}_accuracy"] = (torch.sign(pred) == y_q).to(pred.dtype).mean()
+            out[f"{prefix}_accuracy"] = accuracy(pred, y_q)
         return out
 
     def one_task(x_s, y_s, x_q, y_q):

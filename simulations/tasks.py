@@ -17,13 +17,17 @@ from theory.task_family import LinearTaskFamily
 
 @dataclass(frozen=True)
 class TaskBatch:
-    """A meta-batch of tasks: support and query sets and each task's true weights."""
+    """A meta-batch of tasks: support and query sets (and each task's true weights, where known).
+
+    Linear tasks: x (T, K, d), y (T, K) real or ±1. Few-shot vision episodes: x (T, N·K, C, H, W)
+    and integer class labels y (T, N·K); ``weights`` is None there.
+    """
 
     x_support: torch.Tensor  # (T, K, d)
     y_support: torch.Tensor  # (T, K)
     x_query: torch.Tensor  # (T, Q, d)
     y_query: torch.Tensor  # (T, Q)
-    weights: torch.Tensor  # (T, d), w_τ
+    weights: torch.Tensor | None = None  # (T, d), w_τ
 
     @property
     def n_tasks(self) -> int:
