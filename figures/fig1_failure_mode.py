@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from figures.checkpoint import run_unit
 from figures.common import COLORS, mean_ci95
 from simulations.maml import InnerLoop, task_losses
 from simulations.model_zoo import ZooSpec, build_model
@@ -91,11 +92,9 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
     for panel, (sampler, inner, models) in panels.items():
         for name, zoo_name in models.items():
             for s in range(config.seeds):
-                curve = _curve(zoo_name, sampler, inner, config, seed + 100 * s,
-                               with_accuracy=panel == "classification")
+                curve = run_unit(progress, f"{panel}/{name}/{s}", lambda: _curve(
+                    zoo_name, sampler, inner, config, seed + 100 * s, with_accuracy=panel == "classification"))
                 runs.append({"panel": panel, "model": name, "seed": seed + s, **curve})
-                if progress is not None:
-                    progress.update(1)
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alpha,
               "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),
               "shallow_best_post_loss": sh.best_post_adaptation_loss(family),

@@ -18,6 +18,7 @@ from functools import partial
 import matplotlib.pyplot as plt
 import numpy as np
 
+from figures.checkpoint import run_unit
 from figures.common import COLORS, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
@@ -113,9 +114,8 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
     runs, points = [], []
     for (dim, depth, width), uses in _settings(config).items():
         for s in range(config.seeds):
-            runs.append(_run(config, dim, depth, width, seed, s))
-            if progress is not None:
-                progress.update(1)
+            runs.append(run_unit(progress, f"{dim}/{depth}/{width}/{s}",
+                                 lambda: _run(config, dim, depth, width, seed, s)))
         points += [{"panel": panel, "x": x, "dim": dim, "depth": depth, "width": width} for panel, x in uses]
     theory = [_theory(config, d, seed) for d in sorted({config.dim, *config.dims})]
     return {"runs": runs, "points": points, "theory": theory, "main_dim": config.dim, "width": config.width,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
+from figures.checkpoint import run_unit
 from figures.common import mean_ci95
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
@@ -84,10 +85,9 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
         for base in BASES:
             for label, remedy in REMEDIES.items():
                 for s in range(config.seeds):
-                    result = _run(config, task, zoo_name(base, remedy), seed + 100 * s, family, alpha)
+                    result = run_unit(progress, f"{task}/{base}/{remedy}/{s}", lambda: _run(
+                        config, task, zoo_name(base, remedy), seed + 100 * s, family, alpha))
                     runs.append({"task": task, "base": base, "remedy": label, "seed": seed + 100 * s, **result})
-                    if progress is not None:
-                        progress.update(1)
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alphas["regression"],
               "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),
               "shallow_best_post_loss": sh.best_post_adaptation_loss(family),

@@ -22,6 +22,7 @@ from figures import (
     fig5_remedies,
     fig6_phase_diagram,
 )
+from figures.checkpoint import UnitCheckpoint
 from figures.common import save_figure, write_csv
 from simulations.atomic_io import atomic_write_json
 
@@ -61,12 +62,15 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
         record = json.loads(json_path.read_text())
     else:
         config = module.Config.full() if full else module.Config.quick()
+        signature = {"figure": number, "seed": seed, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
         with tqdm(total=module.n_units(config), desc=f"figure {number}", leave=False, disable=None) as bar:
-            results = module.compute(config, seed=seed, progress=bar)
+            checkpoint = UnitCheckpoint(Path(out) / f".fig{number}_{name}.partial.json", signature, bar)
+            results = module.compute(config, seed=seed, progress=checkpoint)
         record = {"figure": number, "name": name, "profile": "full" if full else "quick", "seed": seed,
                   "config": dataclasses.asdict(config), "provenance": provenance(), "results": results,
                   "caption": module.caption(results)}
         atomic_write_json(json_path, record)
         write_csv(stem.with_suffix(".csv"), module.rows(results))
+        checkpoint.finish()
     paths = save_figure(module.plot(record["results"]), stem)
     return [json_path, stem.with_suffix(".csv"), *paths]

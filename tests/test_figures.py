@@ -239,3 +239,35 @@ def test_paper_repro_only_6(tmp_path, capsys):
     for suffix in SUFFIXES:
         path = tmp_path / f"fig6_phase_diagram{suffix}"
         assert path.is_file() and path.stat().st_size > 0, path
+
+
+def test_interrupted_figure_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """Units finished before an interruption are not recomputed; the result equals an uninterrupted run."""
+    import figures.fig5_remedies as fig5
+
+    config = TINY[5][1]
+    monkeypatch.setattr(fig5.Config, "quick", classmethod(lambda cls: config))
+    straight = run_figure(5, out=tmp_path / "straight", seed=0)
+    calls, real_run = [], fig5._run
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(fig5, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_figure(5, out=tmp_path / "resumed", seed=0)
+    assert list((tmp_path / "resumed").glob(".fig5_*.partial.json")), "no checkpoint after the interruption"
+    resumed_calls = []
+
+    def counting(*args, **kwargs):
+        resumed_calls.append(1)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(fig5, "_run", counting)
+    resumed = run_figure(5, out=tmp_path / "resumed", seed=0)
+    assert len(resumed_calls) == fig5.n_units(config) - 3
+    assert straight[1].read_bytes() == resumed[1].read_bytes()  # same CSV
+    assert not list((tmp_path / "resumed").glob(".fig5_*.partial.json"))
