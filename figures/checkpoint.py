@@ -8,8 +8,8 @@ is removed once the figure is complete. ``run_unit`` is what compute functions c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from simulations.atomic_io import atomic_write_json
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
 
-from simulations.atomic_io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from simulations.atomic_io import atomic_write_bytes, atomic_write_text
 
 COLORS = {"shallow": "#000000", "deep": "#d62728", "linnet": "#1f77b4", "kfo": "#2ca02c",
           "logr": "#000000", "logr+linnet": "#1f77b4", "logr+kfo": "#2ca02c", "theory": "#7f7f7f"}

@@ -7,6 +7,7 @@ regression vs logistic regression + LinNet vs + KFO. Mean and 95% interval over 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,11 +46,11 @@ class Config:
     seeds: int = 3  # independent runs for the 95% interval
 
     @classmethod
-    def quick(cls) -> "Config":
+    def quick(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         return cls(iterations=3000, eval_every=100, eval_tasks=10_000, seeds=10)
 
 
@@ -92,8 +93,8 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
     for panel, (sampler, inner, models) in panels.items():
         for name, zoo_name in models.items():
             for s in range(config.seeds):
-                curve = run_unit(progress, f"{panel}/{name}/{s}", lambda: _curve(
-                    zoo_name, sampler, inner, config, seed + 100 * s, with_accuracy=panel == "classification"))
+                curve = run_unit(progress, f"{panel}/{name}/{s}", partial(
+                    _curve, zoo_name, sampler, inner, config, seed + 100 * s, panel == "classification"))
                 runs.append({"panel": panel, "model": name, "seed": seed + s, **curve})
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alpha,
               "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),

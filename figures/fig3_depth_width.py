@@ -115,7 +115,7 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
     for (dim, depth, width), uses in _settings(config).items():
         for s in range(config.seeds):
             runs.append(run_unit(progress, f"{dim}/{depth}/{width}/{s}",
-                                 lambda: _run(config, dim, depth, width, seed, s)))
+                                 partial(_run, config, dim, depth, width, seed, s)))
         points += [{"panel": panel, "x": x, "dim": dim, "depth": depth, "width": width} for panel, x in uses]
     theory = [_theory(config, d, seed) for d in sorted({config.dim, *config.dims})]
     return {"runs": runs, "points": points, "theory": theory, "main_dim": config.dim, "width": config.width,

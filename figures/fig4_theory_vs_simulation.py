@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
-from simulations.verification import CHECKS, run_checks
+from simulations.verification import CHECKS
 
 
 @dataclass(frozen=True)
@@ -14,11 +14,11 @@ class Config:
     scale: float = 0.3  # fraction of verify's sample sizes and iterations (quick profile)
 
     @classmethod
-    def quick(cls) -> "Config":
+    def quick(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         return cls(scale=1.0)
 
 

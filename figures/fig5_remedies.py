@@ -4,6 +4,7 @@ over seeds, with the regression theory lines (best shallow step, optimal precond
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -48,11 +49,11 @@ class Config:
     seeds: int = 3
 
     @classmethod
-    def quick(cls) -> "Config":
+    def quick(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         return cls(iterations=3000, eval_tasks=10_000, seeds=10)
 
 
@@ -85,8 +86,8 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
         for base in BASES:
             for label, remedy in REMEDIES.items():
                 for s in range(config.seeds):
-                    result = run_unit(progress, f"{task}/{base}/{remedy}/{s}", lambda: _run(
-                        config, task, zoo_name(base, remedy), seed + 100 * s, family, alpha))
+                    result = run_unit(progress, f"{task}/{base}/{remedy}/{s}", partial(
+                        _run, config, task, zoo_name(base, remedy), seed + 100 * s, family, alpha))
                     runs.append({"task": task, "base": base, "remedy": label, "seed": seed + 100 * s, **result})
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alphas["regression"],
               "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),

@@ -20,11 +20,11 @@ class Config:
     n_rank: int = 50  # grid points along r/d (0.02 to 1)
 
     @classmethod
-    def quick(cls) -> "Config":
+    def quick(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         return cls(n_ratio=200, n_rank=200)
 
 

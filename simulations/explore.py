@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model, parse_models
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
@@ -20,7 +19,6 @@ from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
 from theory.errors import ParameterError, require_int, require_real
 from theory.task_family import LinearTaskFamily
-
 
 TASKS = ("regression", "classification")
 CLASSIFICATION_ALPHA = 0.5  # no closed form picks α for the logistic loss; one LogR step still helps at 0.5

@@ -72,9 +72,15 @@ Transform = Callable[[Params, Params], Params]
 
 
 def adapted_names(model: torch.nn.Module, inner: InnerLoop) -> list[str]:
-    """The parameters the inner loop changes: all of them (MAML) or the head (ANIL)."""
+    """The parameters the inner loop changes: all of them (MAML) or the head (ANIL).
+
+    The head is ``model.head_names`` where the model lists several (a conv net's weight and bias),
+    else ``model.head_name``.
+    """
     names = [n for n, _ in model.named_parameters()]
-    return names if inner.adapt == "all" else [model.head_name]
+    if inner.adapt == "all":
+        return names
+    return list(getattr(model, "head_names", None) or [model.head_name])
 
 
 def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.Tensor,

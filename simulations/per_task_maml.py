@@ -57,7 +57,8 @@ def _inner_step(learner: nn.Module, names: list[str], x_s: torch.Tensor, y_s: to
 def per_task_meta_loss(model: nn.Module, batch: TaskBatch, inner: InnerLoop) -> torch.Tensor:
     """The MAML objective mean_τ L_query,τ(θ'_τ), one task at a time on a cloned module (a scalar).
 
-    MAML (inner.adapt = "all") adapts every parameter, ANIL ("head") only ``model.head_name``;
+    MAML (inner.adapt = "all") adapts every parameter, ANIL ("head") only the head
+    (``adapted_names``: ``model.head_names`` or ``model.head_name``);
     first order (FOMAML) detaches the inner gradients (no create_graph), so ∂θ'/∂θ = I.
     """
     names = adapted_names(model, inner)

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 import paper_repro
+from figures.registry import FIGURES
 from tests.helpers import assert_close
 from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
 from theory.task_family import LinearTaskFamily
-from figures.registry import FIGURES
 
 VALID_FIGURES = "valid: " + ",".join(map(str, sorted(FIGURES)))
 
