@@ -1,0 +1,2 @@
+"""Few-shot vision: class pools read offline from a data root (datasets), N-way K-shot episodes
+drawn from them (episodes), and the conv nets and training loop that meta-learn on them."""
