@@ -6,6 +6,7 @@
   python paper_repro.py explore ...     the failure mode for one setting, theory next to simulation
   python paper_repro.py bench           batched functional MAML against a per-task loop
   python paper_repro.py formulas        every derived formula as LaTeX
+  python paper_repro.py vision ...      few-shot image classification (MAML/ANIL ± LinNet ± KFO)
 
 Bad input exits with status 2 and a one-line error naming the option and its valid range.
 """
@@ -25,6 +26,11 @@ PARAMETER_FLAGS = {  # library parameter name -> command-line option
     "iterations": "--iterations", "meta_batch": "--meta-batch", "meta_lr": "--meta-lr",
     "linnet_layers": "--linnet-layers", "eval_tasks": "--eval-tasks", "seed": "--seed", "threads": "--threads",
     "task": "--task", "models": "--models", "kfo_form": "--kfo-form",
+    "dataset": "--dataset", "data_root": "--data-root", "ways": "--ways", "shots": "--shots",
+    "method": "--method", "linnet": "--linnet", "kfo": "--kfo", "inner_steps": "--inner-steps",
+    "fast_lr": "--fast-lr", "device": "--device", "checkpoint": "--checkpoint",
+    "checkpoint_every_seconds": "--checkpoint-every", "validation_tasks": "--validation-tasks",
+    "validate_every": "--validate-every", "first_order": "--first-order",
 }
 
 
@@ -64,6 +70,8 @@ def build_parser() -> Parser:
     parser.add_argument("--seed", type=INT, default=0, help="base seed (same seed, same CSVs)")
     parser.add_argument("--out", default="figures/generated", help="output folder for figures and data")
     parser.add_argument("--replot", action="store_true", help="re-plot from cached CSV/JSON results")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder with Omniglot/CIFAR-FS/mini-ImageNet for the vision figure (digits needs none)")
     parser.add_argument("--threads", type=INT, default=1,
                         help="torch CPU threads (default 1: these small problems gain little from more, and "
                              "oversubscribed threads slow them badly when the machine is busy; bench sets its own)")
@@ -103,7 +111,36 @@ def build_parser() -> Parser:
     bench.add_argument("--meta-batch", type=INT, default=32, help="tasks per meta-step")
     bench.add_argument("--kfo-forms", default="linear",
                        help="KFO forms whose meta-step cost to compare with plain MAML ('' for none)")
+    _add_vision(sub)
     return parser
+
+
+def _add_vision(sub) -> None:
+    """The ``vision`` subcommand; unset options take simulations.vision.experiment.VisionConfig's defaults."""
+    vision = sub.add_parser("vision", help="few-shot image classification: MAML or ANIL on a conv net")
+    for flag, kind, text in [
+        ("--dataset", str, "omniglot, cifarfs, mini-imagenet or digits (default digits, needs no files)"),
+        ("--data-root", str, "folder holding the dataset files"), ("--ways", INT, "N classes per episode"),
+        ("--shots", INT, "K support images per class"), ("--query", INT, "query images per class (15)"),
+        ("--method", str, "maml (adapt everything) or anil (adapt the head)"),
+        ("--linnet", INT, "identity-initialised layers before the head"),
+        ("--depth", INT, "conv blocks (4; 2 is the shallow failure case)"),
+        ("--width", INT, "channels per block (64 Omniglot, 32 otherwise)"),
+        ("--inner-steps", INT, "inner steps k"), ("--fast-lr", FLOAT, "inner step size α"),
+        ("--meta-lr", FLOAT, "Adam step size"), ("--meta-batch", INT, "episodes per meta-step"),
+        ("--iterations", INT, "meta-steps"), ("--device", str, "cpu, cuda or cuda:N"),
+        ("--eval-tasks", INT, "test episodes (600)"), ("--validation-tasks", INT, "episodes per check"),
+        ("--validate-every", INT, "meta-steps between validation checks"),
+        ("--checkpoint", str, "checkpoint file: resumed from if it exists, written while training"),
+        ("--checkpoint-every", FLOAT, "seconds between checkpoints (120)"),
+    ]:
+        dest = {"--checkpoint-every": "checkpoint_every_seconds",  # the top-level --data-root counts too
+                "--data-root": "vision_data_root"}.get(flag, flag[2:].replace("-", "_"))
+        vision.add_argument(flag, type=kind, default=None, help=text, dest=dest)
+    vision.add_argument("--seed", type=INT, default=0, help="seed of initialisation and episodes")
+    vision.add_argument("--kfo", action="store_true", help="Kronecker-factored meta-optimizer")
+    vision.add_argument("--first-order", action="store_true", help="first-order MAML")
+    vision.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 # -- verify -----------------------------------------------------------------------------------------
@@ -225,6 +262,29 @@ def run_bench(args) -> int:
     return 0
 
 
+# -- vision -----------------------------------------------------------------------------------------
+def run_vision(args) -> int:
+    import dataclasses
+
+    from simulations.training import DivergenceError
+    from simulations.vision.datasets import DatasetError
+    from simulations.vision.experiment import VisionConfig, format_report
+    from simulations.vision.experiment import run_vision as run
+
+    fields = {f.name for f in dataclasses.fields(VisionConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    config = VisionConfig(**{**given, "data_root": args.vision_data_root or args.data_root})
+    try:
+        report = run(config, progress=not args.json)
+    except DatasetError as err:
+        raise UsageError(str(err)) from None
+    except DivergenceError as err:
+        raise UsageError(f"argument --fast-lr: {config.fast_lr:g} with --meta-lr {config.meta_lr:g} makes "
+                         f"meta-training diverge ({err}); use smaller steps") from None
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
 # -- figures (the main job) -------------------------------------------------------------------------
 def run_figures(args) -> int:
     from figures.registry import FIGURES, run_figure
@@ -242,7 +302,8 @@ def run_figures(args) -> int:
                              f"(valid: {','.join(map(str, sorted(FIGURES)))})")
     for number in selected:
         try:
-            paths = run_figure(number, out=args.out, full=args.full, seed=args.seed, replot=args.replot)
+            paths = run_figure(number, out=args.out, full=args.full, seed=args.seed, replot=args.replot,
+                               data_root=args.data_root)
         except FileNotFoundError as err:
             raise UsageError(f"argument --replot: {err}") from None
         print(f"figure {number}: " + ", ".join(str(p) for p in paths))
@@ -268,7 +329,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         _check_common(args)
         handler = {"verify": run_verify, "explore": run_explore, "bench": run_bench,
-                   "formulas": run_formulas}.get(args.command, run_figures)
+                   "formulas": run_formulas, "vision": run_vision}.get(args.command, run_figures)
         return handler(args)
     except UsageError as err:
         print(f"paper_repro.py: error: {err}", file=sys.stderr)

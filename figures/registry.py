@@ -21,6 +21,7 @@ from figures import (
     fig4_theory_vs_simulation,
     fig5_remedies,
     fig6_phase_diagram,
+    fig7_vision,
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import save_figure, write_csv
@@ -29,7 +30,7 @@ from simulations.atomic_io import atomic_write_json
 FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss_surface),
            3: ("depth_width", fig3_depth_width), 4: ("theory_vs_simulation", fig4_theory_vs_simulation),
            5: ("remedies", fig5_remedies),
-           6: ("phase_diagram", fig6_phase_diagram)}
+           6: ("phase_diagram", fig6_phase_diagram), 7: ("vision", fig7_vision)}
 
 
 def provenance() -> dict:
@@ -51,7 +52,7 @@ def provenance() -> dict:
 
 
 def run_figure(number: int, out: str = "figures/generated", full: bool = False, seed: int = 0,
-               replot: bool = False) -> list[Path]:
+               replot: bool = False, data_root: str | None = None) -> list[Path]:
     """Compute (or reload) figure ``number`` and write its JSON, CSV, PDF and PNG; returns the paths."""
     name, module = FIGURES[number]
     stem = Path(out) / f"fig{number}_{name}"
@@ -62,6 +63,8 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
         record = json.loads(json_path.read_text())
     else:
         config = module.Config.full() if full else module.Config.quick()
+        if data_root is not None and hasattr(config, "data_root"):  # figures on real data sets
+            config = dataclasses.replace(config, data_root=data_root)
         signature = {"figure": number, "seed": seed, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
         with tqdm(total=module.n_units(config), desc=f"figure {number}", leave=False, disable=None) as bar:
             checkpoint = UnitCheckpoint(Path(out) / f".fig{number}_{name}.partial.json", signature, bar)

@@ -22,6 +22,7 @@ from figures import (
     fig4_theory_vs_simulation,
     fig5_remedies,
     fig6_phase_diagram,
+    fig7_vision,
 )
 from figures.registry import FIGURES, run_figure
 from tests.helpers import assert_close
@@ -35,6 +36,8 @@ TINY = {  # figure -> (module, its tiny profile); each figure takes a few second
     4: (fig4_theory_vs_simulation, fig4_theory_vs_simulation.Config(scale=0.02)),
     5: (fig5_remedies, fig5_remedies.Config(dim=8, iterations=15, eval_tasks=100, seeds=2)),
     6: (fig6_phase_diagram, fig6_phase_diagram.Config(n_ratio=8, n_rank=6)),
+    7: (fig7_vision, fig7_vision.Config(datasets=("digits", "omniglot"), iterations=3, meta_batch=2,
+                                        eval_tasks=10, width=4)),
 }
 SUFFIXES = (".json", ".csv", ".pdf", ".png")
 
@@ -271,3 +274,12 @@ def test_interrupted_figure_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert len(resumed_calls) == fig5.n_units(config) - 3
     assert straight[1].read_bytes() == resumed[1].read_bytes()  # same CSV
     assert not list((tmp_path / "resumed").glob(".fig5_*.partial.json"))
+
+
+def test_fig7_runs_digits_and_reports_missing_data(built):
+    results = _record(built[7])["results"]
+    assert {r["dataset"] for r in results["runs"]} == {"digits"}
+    assert len(results["runs"]) == len(fig7_vision.METHODS) * len(fig7_vision.DEPTHS) * len(fig7_vision.REMEDIES)
+    assert "omniglot" in results["unavailable"] and "omniglot" in results["unavailable"]["omniglot"]
+    for run in results["runs"]:
+        assert 0.0 <= run["test_accuracy"] <= 1.0 and run["ci95"] > 0

@@ -1,0 +1,295 @@
+"""One few-shot vision experiment: meta-train a conv net with MAML or ANIL (± LinNet, ± KFO), then test.
+
+  θ'_τ = θ − α U(∇θ L_support,τ(θ))  (k steps; all parameters for MAML, the head for ANIL)
+  min_θ,φ mean_τ L_query,τ(θ'_τ)     (Adam, meta-batches of T episodes; L = cross-entropy)
+
+reported as the post-adaptation query accuracy on ``eval_tasks`` fresh test episodes, mean ± 95%
+interval (the literature's 600 tasks). Classes of the three splits are disjoint (digits: images).
+
+Checkpoints hold everything the rest of the run depends on (θ, φ, Adam's state, the episode
+generator's state, the iteration and history), written atomically; a run started on an existing
+checkpoint of the same configuration continues it, and in float32 on the CPU ends bit-identical
+to the uninterrupted run. ``iterations`` may grow between runs (training goes on from the checkpoint;
+the history then keeps the earlier run's final validation check). Validation and test episodes come
+from their own generators at ``seed``: the same episodes at every check and for every method.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from simulations.atomic_io import atomic_write_bytes
+from simulations.kfo import kfo_transform
+from simulations.maml import InnerLoop, Params, initial_params, task_losses
+from simulations.statistics import Estimate
+from simulations.tasks import TaskBatch, make_generator
+from simulations.training import DivergenceError
+from simulations.vision.convnet import ConvNet, default_width, standard_convnet
+from simulations.vision.datasets import DATASETS, SPLITS, load_pool
+from simulations.vision.episodes import episode_sampler
+from theory.errors import ParameterError, require_int, require_real
+
+CHECKPOINT_FORMAT = "vision-checkpoint-1"
+RESUME_MAY_DIFFER = ("data_root", "device", "iterations", "eval_tasks", "checkpoint",
+                     "checkpoint_every_seconds", "checkpoint_every_iterations")  # do not change θ's path
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """A few-shot vision run; defaults are learn2learn's MAML examples except where noted."""
+
+    dataset: str = "digits"  # omniglot, cifarfs, mini-imagenet, or digits (bundled, the quick path)
+    data_root: str | None = None  # folder holding the dataset files (not needed for digits)
+    ways: int = 5  # N classes per episode
+    shots: int = 1  # K support images per class
+    query: int = 15  # Q query images per class (literature); capped by the smallest class's images
+    method: str = "maml"  # "maml" adapts every parameter, "anil" only the head (weight and bias)
+    linnet: int = 0  # identity-initialised square layers before the head (LinNet)
+    kfo: bool = False  # Kronecker-factored meta-optimizer (linear form): every parameter, or the head (ANIL)
+    depth: int = 4  # conv blocks: 4 standard, 2 the shallow failure case
+    width: int | None = None  # channels per block; None = 64 for Omniglot, 32 otherwise
+    inner_steps: int = 1  # k inner steps, in training and at test (learn2learn: 1)
+    fast_lr: float = 0.5  # α, inner step size (learn2learn: 0.5)
+    meta_lr: float = 0.003  # Adam's step size (learn2learn: 0.003)
+    meta_batch: int = 32  # T episodes per meta-step (learn2learn: 32)
+    iterations: int = 1000  # meta-steps; the literature trains 60,000, days on a CPU
+    first_order: bool = False  # FOMAML: drop the second-order terms
+    device: str = "cpu"  # torch device for the model and episodes ("cpu", "cuda", "cuda:1", ...)
+    seed: int = 0  # initialisation, training episodes and test episodes
+    eval_tasks: int = 600  # test episodes behind the reported accuracy (literature: 600)
+    validation_tasks: int = 100  # validation episodes per check (0: none)
+    validate_every: int = 500  # meta-steps between validation checks (0: only at the end)
+    checkpoint: str | None = None  # checkpoint path: written during training, resumed from if present
+    checkpoint_every_seconds: float = 120.0  # wall-clock seconds between checkpoints
+    checkpoint_every_iterations: int = 0  # also every this many meta-steps (0: off)
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ParameterError("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        if self.method not in ("maml", "anil"):
+            raise ParameterError("method", self.method, "'maml' or 'anil'")
+        for name, low in [("ways", 2), ("shots", 1), ("query", 1), ("linnet", 0), ("depth", 1),
+                          ("inner_steps", 0), ("meta_batch", 1), ("iterations", 0), ("seed", 0),
+                          ("eval_tasks", 2), ("validation_tasks", 0), ("validate_every", 0),
+                          ("checkpoint_every_iterations", 0)]:
+            require_int(name, getattr(self, name), low)
+        if self.seed > 2**31 - 1:
+            raise ParameterError("seed", self.seed, "an integer >= 0 and < 2^31")
+        if self.width is not None:
+            require_int("width", self.width, 1)
+        if self.validation_tasks == 1:
+            raise ParameterError("validation_tasks", 1, "0 (none) or an integer >= 2")
+        for name in ("fast_lr", "meta_lr", "checkpoint_every_seconds"):
+            require_real(name, getattr(self, name), 0.0, strict=True)
+        for name in ("kfo", "first_order"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(name, getattr(self, name), "True or False")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ParameterError("device", self.device, "a torch device such as 'cpu' or 'cuda'") from None
+
+    @property
+    def inner(self) -> InnerLoop:
+        return InnerLoop(self.fast_lr, self.inner_steps, self.first_order,
+                         "all" if self.method == "maml" else "head", "cross_entropy")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """torch.device(name), or ParameterError naming 'device' when that device is not available here."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device", name, "'cpu': this machine has no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ParameterError("device", name, f"cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+def build_model(config: VisionConfig, image_shape) -> ConvNet:
+    """The seeded conv net of ``config`` for images of (C, H, W); the global RNG is left alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return standard_convnet(config.dataset, config.ways, image_shape, config.depth, config.width,
+                                config.linnet)
+
+
+def run_vision(config: VisionConfig, progress: bool = True, _stop_after: int | None = None) -> dict:
+    """Meta-train and test one configuration; a JSON-able report (module doc). ``_stop_after``
+    (tests) ends training after that iteration, as an interruption would, and returns early."""
+    device = resolve_device(config.device)
+    pools = {s: load_pool(config.dataset, s, config.data_root) for s in SPLITS}
+    smallest = min(len(t) for pool in pools.values() for t in pool.images)
+    query = max(1, min(config.query, smallest - config.shots))  # the sampler rejects shots >= smallest
+    samplers = {s: episode_sampler(pools[s], config.ways, config.shots, query) for s in SPLITS}
+    model = build_model(config, pools["train"].image_shape).to(device)
+    state = _State(model, config, device)
+    resumed_from = _load(state, config) if config.checkpoint and os.path.exists(config.checkpoint) else None
+    start, started = state.iteration, time.perf_counter()
+    _train(state, config, samplers, progress, _stop_after)
+    train_seconds = time.perf_counter() - started
+    if state.iteration < config.iterations:
+        return {"stopped_at": state.iteration, "resumed_from": resumed_from}
+    started = time.perf_counter()
+    test = _accuracy(state, samplers["test"], config.eval_tasks, config.seed, config.meta_batch)
+    done = state.iteration - start
+    return {"test_accuracy": test.mean, "ci95": test.ci95, "test_tasks": test.n,
+            "validation_accuracy": state.history["validation"][-1]["accuracy"]
+            if state.history["validation"] else None,
+            "classes": {s: len(pools[s].classes) for s in SPLITS}, "query_per_class": query,
+            "width": config.width or default_width(config.dataset),
+            "parameters": sum(p.numel() for p in state.params.values()),
+            "transform_parameters": sum(p.numel() for p in state.t_params.values()),
+            "config": config.as_dict(), "history": state.history, "resumed_from": resumed_from,
+            "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - started,
+            "throughput_tasks_per_s": done * config.meta_batch / (train_seconds - state.validation_seconds)
+            if done else None}
+
+
+class _State:
+    """What meta-training carries from one iteration to the next (and a checkpoint holds)."""
+
+    def __init__(self, model: ConvNet, config: VisionConfig, device: torch.device):
+        self.model, self.config, self.inner = model, config, config.inner
+        self.params: Params = initial_params(model)  # θ, on ``device``
+        self.t_params, self.t_apply = {}, None
+        if config.kfo:  # φ: identity factors, so an untrained KFO is the plain step
+            names = None if config.method == "maml" else list(model.head_names)
+            self.t_params, self.t_apply = kfo_transform(self.params, "linear", names=names,
+                                                        dtype=torch.float32)
+        self.optimizer = torch.optim.Adam([*self.params.values(), *self.t_params.values()], lr=config.meta_lr)
+        self.generator = make_generator(config.seed)  # training episodes; CPU, like the pools
+        self.device, self.iteration, self.validation_seconds = device, 0, 0.0
+        self.history = {"meta_loss": [], "meta_accuracy": [], "validation": []}
+
+
+def _train(state: _State, config: VisionConfig, samplers, progress: bool, stop_after: int | None) -> None:
+    """Meta-steps from state.iteration to config.iterations (or stop_after), checkpointing on the way."""
+    end = config.iterations if stop_after is None else min(stop_after, config.iterations)
+    last_save = time.monotonic()
+    bar = tqdm(total=config.iterations, initial=state.iteration, disable=None if progress else True,
+               desc=f"{config.dataset} {config.method}", leave=False)
+    while state.iteration < end:
+        batch = _to(samplers["train"](config.meta_batch, state.generator), state.device)
+        out = task_losses(state.model, state.params, batch, state.inner, state.t_apply, state.t_params,
+                          with_accuracy=True, with_pre=False)
+        loss = out["post_loss"].mean()  # mean_τ L_query,τ(θ'_τ)
+        if not torch.isfinite(loss):
+            raise DivergenceError(state.iteration, loss.item())
+        state.optimizer.zero_grad()
+        loss.backward()
+        state.optimizer.step()
+        state.iteration += 1
+        state.history["meta_loss"].append(loss.item())
+        state.history["meta_accuracy"].append(out["post_accuracy"].mean().item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if config.validation_tasks and (state.iteration == config.iterations or (
+                config.validate_every and state.iteration % config.validate_every == 0)):
+            began = time.perf_counter()
+            est = _accuracy(state, samplers["validation"], config.validation_tasks, config.seed,
+                            config.meta_batch)
+            state.validation_seconds += time.perf_counter() - began
+            state.history["validation"].append({"iteration": state.iteration, "accuracy": est.mean,
+                                                "ci95": est.ci95})
+        every = config.checkpoint_every_iterations
+        if config.checkpoint and (time.monotonic() - last_save >= config.checkpoint_every_seconds
+                                  or (every and state.iteration % every == 0)):
+            _save(state, config)
+            last_save = time.monotonic()
+    bar.close()
+    if config.checkpoint:
+        _save(state, config)
+
+
+def _accuracy(state: _State, sampler, n_tasks: int, seed: int, chunk: int) -> Estimate:
+    """Post-adaptation query accuracy on n_tasks episodes from a generator at ``seed``, chunked."""
+    gen, parts = make_generator(seed), []
+    with torch.no_grad():  # torch.func.grad inside still differentiates the inner loop
+        for begin in range(0, n_tasks, chunk):
+            batch = _to(sampler(min(chunk, n_tasks - begin), gen), state.device)
+            out = task_losses(state.model, state.params, batch, state.inner, state.t_apply, state.t_params,
+                              with_accuracy=True, with_pre=False)
+            parts.append(out["post_accuracy"].cpu())  # (tasks,)
+    return Estimate.from_samples(torch.cat(parts))
+
+
+def _to(batch: TaskBatch, device: torch.device) -> TaskBatch:
+    """The episodes on ``device``, labels kept int64 (TaskBatch.to does not take weights=None)."""
+    parts = (batch.x_support, batch.y_support, batch.x_query, batch.y_query)
+    return TaskBatch(*(t.to(device) for t in parts))
+
+
+def _resume_key(config: VisionConfig) -> dict:
+    return {k: v for k, v in config.as_dict().items() if k not in RESUME_MAY_DIFFER}
+
+
+def _save(state: _State, config: VisionConfig) -> None:
+    """Write the checkpoint atomically (temporary file in the same folder, then os.replace)."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "config": _resume_key(config), "iteration": state.iteration,
+                "params": {n: p.detach().cpu() for n, p in state.params.items()},
+                "transform_params": {n: p.detach().cpu() for n, p in state.t_params.items()},
+                "optimizer": state.optimizer.state_dict(), "generator": state.generator.get_state(),
+                "history": state.history}, buffer)
+    try:
+        atomic_write_bytes(config.checkpoint, buffer.getvalue())
+    except OSError as exc:
+        raise ParameterError("checkpoint", config.checkpoint,
+                             f"a writable path ({exc.strerror or exc})") from None
+
+
+def _load(state: _State, config: VisionConfig) -> int:
+    """Restore ``state`` from config.checkpoint; ParameterError if it is unreadable or of another run."""
+    try:
+        saved = torch.load(config.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign, or not a torch file at all
+        raise ParameterError("checkpoint", config.checkpoint,
+                             f"a readable checkpoint or a new path ({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise ParameterError("checkpoint", config.checkpoint, f"a {CHECKPOINT_FORMAT} file or a new path")
+    mine = _resume_key(config)
+    differ = sorted(k for k in mine if saved["config"].get(k) != mine[k])
+    if differ:
+        raise ParameterError("checkpoint", config.checkpoint,
+                             "a checkpoint of this configuration or a new path "
+                             f"(it differs in {', '.join(differ)})")
+    if saved["iteration"] > config.iterations:
+        raise ParameterError("iterations", config.iterations,
+                             f"an integer >= {saved['iteration']}, the checkpoint's iteration")
+    with torch.no_grad():
+        for group, stored in ((state.params, saved["params"]), (state.t_params, saved["transform_params"])):
+            for name, p in group.items():
+                p.copy_(stored[name])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.generator.set_state(saved["generator"])
+    state.iteration, state.history = saved["iteration"], saved["history"]
+    return state.iteration
+
+
+def format_report(report: dict) -> str:
+    """A few human-readable lines for the command line."""
+    c = report["config"]
+    extras = (f" + LinNet({c['linnet']})" if c["linnet"] else "") + (" + KFO" if c["kfo"] else "")
+    head = (f"{c['dataset']} {c['ways']}-way {c['shots']}-shot {c['method'].upper()}{extras}, "
+            f"conv {c['depth']}×{report['width']}, "
+            f"{c['iterations']} meta-steps of {c['meta_batch']} episodes")
+    tput = report["throughput_tasks_per_s"]
+    return "\n".join([
+        head,
+        f"  test accuracy {100 * report['test_accuracy']:.2f}% ± {100 * report['ci95']:.2f}% "
+        f"(95% interval, {report['test_tasks']} test episodes, "
+        f"{report['query_per_class']} queries per class)",
+        "  classes: " + ", ".join(f"{s} {n}" for s, n in report["classes"].items()),
+        f"  training {report['train_seconds']:.1f} s"
+        + (f" ({tput:.1f} episodes/s)" if tput and math.isfinite(tput) else "")
+        + f", evaluation {report['eval_seconds']:.1f} s"])
