@@ -109,6 +109,8 @@ def build_parser() -> Parser:
     bench.add_argument("--iterations", type=INT, default=20, help="timed meta-steps per path")
     bench.add_argument("--threads", type=INT, default=2, help="torch CPU threads")
     bench.add_argument("--meta-batch", type=INT, default=32, help="tasks per meta-step")
+    bench.add_argument("--vision", action="store_true",
+                       help="also benchmark the few-shot conv net (MAML, MAML+KFO, ANIL; batched vs loop)")
     bench.add_argument("--kfo-forms", default="linear",
                        help="KFO forms whose meta-step cost to compare with plain MAML ('' for none)")
     _add_vision(sub)
@@ -259,6 +261,12 @@ def run_bench(args) -> int:
             print()
             print(format_kfo_cost(benchmark_kfo_cost(iterations=args.iterations, threads=args.threads,
                                                      meta_batch=args.meta_batch, form=form)))
+    if args.vision:
+        from simulations.vision.benchmark import benchmark_vision, format_vision_benchmark
+
+        print()
+        print(format_vision_benchmark(benchmark_vision(threads=args.threads, meta_batch=args.meta_batch,
+                                                       iterations=max(3, args.iterations // 2))))
     return 0
 
 

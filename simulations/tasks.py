@@ -34,8 +34,15 @@ class TaskBatch:
         return self.x_support.shape[0]
 
     def to(self, device=None, dtype=None) -> TaskBatch:
-        return TaskBatch(*(t.to(device=device, dtype=dtype) for t in
-                           (self.x_support, self.y_support, self.x_query, self.y_query, self.weights)))
+        """Move to ``device``; cast floating-point tensors to ``dtype`` (integer labels keep theirs)."""
+
+        def move(t):
+            if t is None:
+                return None
+            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+
+        return TaskBatch(*(move(t) for t in (self.x_support, self.y_support, self.x_query, self.y_query,
+                                             self.weights)))
 
 
 def make_generator(seed: int) -> torch.Generator:

@@ -106,3 +106,38 @@ def test_benchmark_smoke():
     assert "skipped" in closed or set(closed["timing"]) == {"closed_form", "batched", "loop"}
     text = format_benchmark(result)
     assert "batched" in text and "loop" in text and "NOT at the goal settings" in text
+
+
+def test_loop_with_kfo_matches_batched_kfo():
+    """The per-task loop applies a gradient transform exactly as the batched path does."""
+    from simulations.kfo import kfo_transform
+
+    family = LinearTaskFamily.subspace(5, 3, 4, rank=2, seed=2)
+    model = deep_linear(5, 2, 3, seed=1)
+    batch = sample_regression_tasks(family, 4, 9)
+    t_params, apply = kfo_transform(model)
+    with torch.no_grad():
+        for value in t_params.values():
+            value.add_(0.1 * torch.randn(value.shape, generator=torch.Generator().manual_seed(3), dtype=value.dtype))
+    inner = InnerLoop(0.2)
+    params = initial_params(model)
+    batched = meta_loss(model, params, batch, inner, apply, t_params)
+    g_batched = torch.autograd.grad(batched, [*params.values(), *t_params.values()])
+    loop = per_task_meta_loss(model, batch, inner, apply, t_params)
+    g_loop = torch.autograd.grad(loop, [*model.parameters(), *t_params.values()])
+    assert_close(loop.item(), batched.item(), 1e-12)
+    for a, b in zip(g_loop, g_batched):
+        assert_close(a.numpy(), b.numpy(), 1e-10)
+
+
+def test_vision_benchmark_smoke():
+    """The conv-net benchmark runs every method on both paths and reports finite numbers (no timing claims)."""
+    from simulations.vision.benchmark import METHODS, benchmark_vision, format_vision_benchmark
+
+    threads = torch.get_num_threads()
+    result = benchmark_vision(depth=2, width=4, meta_batch=2, iterations=1, threads=1)
+    torch.set_num_threads(threads)
+    assert set(result["methods"]) == set(METHODS)
+    for row in result["methods"].values():
+        assert all(math.isfinite(v) and v > 0 for v in row.values())
+    assert "maml+kfo" in format_vision_benchmark(result)

@@ -71,3 +71,13 @@ def test_classification_tasks_are_separable_by_their_weights():
     assert set(torch.unique(batch.y_support).tolist()) <= {-1.0, 1.0}
     margins = torch.einsum("tnd,td->tn", batch.x_query, batch.weights) * batch.y_query
     assert (margins >= 0).all()
+
+
+def test_task_batch_to_keeps_integer_labels_and_missing_weights():
+    from simulations.tasks import TaskBatch
+
+    batch = TaskBatch(torch.zeros(2, 3, 1, 4, 4), torch.zeros(2, 3, dtype=torch.long),
+                      torch.zeros(2, 6, 1, 4, 4), torch.ones(2, 6, dtype=torch.long))
+    moved = batch.to(dtype=torch.float64)
+    assert moved.x_support.dtype == torch.float64 and moved.y_query.dtype == torch.long
+    assert moved.weights is None and torch.equal(moved.y_query, batch.y_query)
