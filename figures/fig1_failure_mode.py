@@ -170,8 +170,9 @@ def caption(results: dict) -> str:
     acc = {m: mean_ci95([r["post_accuracy"][-1] for r in runs]) for (p, m), runs in groups.items()
            if p == "classification"}
     t = results["theory"]
-    return (f"Regression (d={t['dim']}, K={t['support']}, r={t['rank']}): final post-adaptation loss shallow {final['shallow'][0]:.3f}, "
-            f"deep {final['deep'][0]:.3f}, LinNet {final['linnet'][0]:.3f}, KFO {final['kfo'][0]:.3f} (theory: best shallow step "
+    return (f"Regression (d={t['dim']}, K={t['support']}, r={t['rank']}): final post-adaptation loss "
+            f"shallow {final['shallow'][0]:.3f}, deep {final['deep'][0]:.3f}, LinNet {final['linnet'][0]:.3f}, "
+            f"KFO {final['kfo'][0]:.3f} (theory: best shallow step "
             f"{t['shallow_best_post_loss']:.3f}, optimal preconditioner {t['preconditioned_best_post_loss']:.3f},"
             f" pre-adaptation {t['pre_adaptation_loss']:.3f}); classification accuracy after one step: "
             f"LogR {acc['logr'][0]:.1%}, LogR+LinNet {acc['logr+linnet'][0]:.1%}, LogR+KFO {acc['logr+kfo'][0]:.1%}.")

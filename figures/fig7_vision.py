@@ -42,11 +42,11 @@ class Config:
     device: str = "cpu"
 
     @classmethod
-    def quick(cls) -> "Config":
+    def quick(cls) -> Config:
         return cls()  # without --data-root only digits is available
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         return cls(iterations=60_000, meta_batch=32, eval_tasks=600, width=None)
 
 
@@ -94,10 +94,10 @@ def n_units(config: Config) -> int:
 
 
 def rows(results: dict) -> list[dict]:
-    keys = ("dataset", "method", "depth", "remedy", "test_accuracy", "ci95", "test_tasks", "train_seconds")
+    keys = ("dataset", "method", "depth", "remedy", "test_accuracy", "ci95", "test_tasks")  # no timings: same seed, same CSV
     out = [{k: r.get(k, "") for k in keys} | {"diverged": r.get("diverged", "")} for r in results["runs"]]
     out += [{"dataset": d, "method": "", "depth": "", "remedy": "", "test_accuracy": "", "ci95": "",
-             "test_tasks": "", "train_seconds": "", "diverged": f"unavailable: {reason}"}
+             "test_tasks": "", "diverged": f"unavailable: {reason}"}
             for d, reason in results["unavailable"].items()]
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 import sympy as sp
@@ -282,7 +283,7 @@ def check_meta_gradient(scale: float) -> Check:
 # -- deep linear and logistic models ------------------------------------------------------------
 def _random_net(dims: list[int], seed: int, k: int = 6, labels: str = "real"):
     rng = np.random.default_rng(seed)
-    layers = [rng.standard_normal((b, a)) / np.sqrt(a) for a, b in zip(dims[:-1], dims[1:])]
+    layers = [rng.standard_normal((b, a)) / np.sqrt(a) for a, b in pairwise(dims)]
     x = rng.standard_normal((k, dims[0]))
     y = rng.standard_normal(k) if labels == "real" else np.sign(rng.standard_normal(k))
     return layers, x, y

@@ -141,7 +141,7 @@ def test_replot_without_cache_says_so(tmp_path):
 
 
 # -- determinism --------------------------------------------------------------------------------
-@pytest.mark.parametrize("number", [6, 1, 2, 3])
+@pytest.mark.parametrize("number", [6, 1, 2, 3, 5, 7])
 def test_same_seed_same_csv_bytes(built, number, tmp_path):
     again = _run_all(tmp_path, seed=0, numbers=(number,))[number]
     assert again[1].read_bytes() == built[number][1].read_bytes()

@@ -110,8 +110,9 @@ def test_divergence_is_reported_not_returned():
         Estimate.from_samples([1.0, float("nan")])
 
 
-@pytest.mark.parametrize("kwargs, parameter", [({"alpha": float("inf")}, "alpha"), ({"alpha": 0.1, "steps": -1},
-                         "steps"), ({"alpha": 0.1, "adapt": "middle"}, "adapt"), ({"alpha": 0.1, "loss": "l1"}, "loss")])
+@pytest.mark.parametrize("kwargs, parameter", [
+    ({"alpha": float("inf")}, "alpha"), ({"alpha": 0.1, "steps": -1}, "steps"),
+    ({"alpha": 0.1, "adapt": "middle"}, "adapt"), ({"alpha": 0.1, "loss": "l1"}, "loss")])
 def test_inner_loop_validates(kwargs, parameter):
     with pytest.raises(ParameterError) as info:
         InnerLoop(**kwargs)

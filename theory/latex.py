@@ -16,7 +16,7 @@ _D, _K, _R, _V, _S2 = GAIN_SYMBOLS
 
 
 def _isotropic_loss(steps: int) -> str:
-    alpha, big_r, s2 = sp.symbols("alpha R s2")
+    big_r, s2 = sp.symbols("R s2")
     expr = isotropic_k_step_expression(steps).subs({s2: sp.Symbol("s^2")})
     return r"L_{\mathrm{post}}^{(" + str(steps) + r")}(\alpha) = " + sp.latex(sp.collect(sp.expand(expr), big_r),
                                                                                  long_frac_ratio=2)

@@ -11,7 +11,7 @@ torch.cuda.max_memory_allocated on CUDA).
 from __future__ import annotations
 
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -73,7 +73,8 @@ def benchmark_vision(ways: int = 5, shots: int = 1, query: int = 5, depth: int =
     for m in METHODS:
         b, lp = times[f"{m}/batched"], times[f"{m}/loop"]
         out["methods"][m] = {
-            "batched_tasks_per_s": meta_batch / statistics.median(b), "loop_tasks_per_s": meta_batch / statistics.median(lp),
+            "batched_tasks_per_s": meta_batch / statistics.median(b),
+            "loop_tasks_per_s": meta_batch / statistics.median(lp),
             "speedup": statistics.median(x / y for x, y in zip(lp, b)),
             "batched_peak_mib": memory[f"{m}/batched"] / 2**20, "loop_peak_mib": memory[f"{m}/loop"] / 2**20}
     base = out["methods"]["maml"]["batched_tasks_per_s"]
