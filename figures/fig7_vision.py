@@ -94,7 +94,8 @@ def n_units(config: Config) -> int:
 
 
 def rows(results: dict) -> list[dict]:
-    keys = ("dataset", "method", "depth", "remedy", "test_accuracy", "ci95", "test_tasks")  # no timings: same seed, same CSV
+    # no timings in the CSV: the same seed gives the same bytes
+    keys = ("dataset", "method", "depth", "remedy", "test_accuracy", "ci95", "test_tasks")
     out = [{k: r.get(k, "") for k in keys} | {"diverged": r.get("diverged", "")} for r in results["runs"]]
     out += [{"dataset": d, "method": "", "depth": "", "remedy": "", "test_accuracy": "", "ci95": "",
              "test_tasks": "", "diverged": f"unavailable: {reason}"}

@@ -12,6 +12,7 @@ sampler draws x = A g and w = μ + F z with them, so both halves see one object.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -53,22 +54,22 @@ class LinearTaskFamily:
         object.__setattr__(self, "task_factor", f)
 
     # -- the covariances the closed forms use ------------------------------------------
-    @property
+    @cached_property  # the family is frozen, so its covariances are computed once
     def input_cov(self) -> np.ndarray:
-        """Σx = A Aᵀ, (d, d)."""
-        return self.input_factor @ self.input_factor.T
+        """Σx = A Aᵀ, (d, d), read-only."""
+        return _read_only(self.input_factor @ self.input_factor.T)
 
-    @property
+    @cached_property
     def task_cov(self) -> np.ndarray:
-        """Σw = F Fᵀ, (d, d)."""
-        return self.task_factor @ self.task_factor.T
+        """Σw = F Fᵀ, (d, d), read-only."""
+        return _read_only(self.task_factor @ self.task_factor.T)
 
     @property
     def rank(self) -> int:
         """r, the number of columns of F (the task subspace's dimension when F is orthonormal)."""
         return self.task_factor.shape[1]
 
-    @property
+    @cached_property
     def isotropic_inputs(self) -> bool:
         """Whether Σx = I (the case where k-step losses have exact closed forms here)."""
         return bool(np.allclose(self.input_cov, np.eye(self.dim), atol=1e-12))
@@ -106,6 +107,11 @@ class LinearTaskFamily:
         """A family with a general task covariance Σw (symmetric positive semi-definite)."""
         return cls(dim, support, query, noise_var, input_factor=_sqrt_spd("input_cov", input_cov, dim),
                    task_mean=task_mean, task_factor=_psd_factor("task_cov", task_cov, dim))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _check_shape(name: str, value: np.ndarray, shape: tuple) -> None:
