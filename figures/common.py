@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import ClassVar
 
 import matplotlib
 
@@ -13,6 +14,22 @@ import numpy as np
 from scipy import stats
 
 from simulations.atomic_io import atomic_write_bytes, atomic_write_text
+
+
+class Profiles:
+    """The two profiles of a figure's frozen Config: ``quick()`` = its defaults (the main job's
+    budget), ``full()`` = the defaults overridden by the class's FULL dict (paper-grade)."""
+
+    FULL: ClassVar[dict] = {}
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):
+        return cls(**cls.FULL)
+
 
 COLORS = {"shallow": "#000000", "deep": "#d62728", "linnet": "#1f77b4", "kfo": "#2ca02c",
           "logr": "#000000", "logr+linnet": "#1f77b4", "logr+kfo": "#2ca02c", "theory": "#7f7f7f"}

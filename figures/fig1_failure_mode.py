@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from figures.checkpoint import run_unit
-from figures.common import COLORS, mean_ci95
+from figures.common import COLORS, Profiles, mean_ci95
 from simulations.maml import InnerLoop, task_losses
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import make_generator, sample_classification_tasks, sample_regression_tasks
@@ -25,7 +26,7 @@ from theory.task_family import LinearTaskFamily
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Profiles):
     """Settings of figure 1; ``quick`` and ``full`` are the two profiles."""
 
     dim: int = 50  # d ≫ K: the regime where the shallow model fails
@@ -45,13 +46,7 @@ class Config:
     meta_lr: float = 0.01
     seeds: int = 3  # independent runs for the 95% interval
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls()
-
-    @classmethod
-    def full(cls) -> Config:
-        return cls(iterations=3000, eval_every=100, eval_tasks=10_000, seeds=10)
+    FULL: ClassVar[dict] = {"iterations": 3000, "eval_every": 100, "eval_tasks": 10_000, "seeds": 10}
 
 
 def _curve(name: str, sampler, inner, config: Config, seed: int, with_accuracy: bool) -> dict[str, list]:

@@ -10,13 +10,14 @@ autograd through the inner step), so the path follows the surface's gradient fie
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 
-from figures.common import COLORS
+from figures.common import COLORS, Profiles
 from simulations.maml import InnerLoop, adapt, initial_params, meta_loss
 from simulations.models import deep_linear, shallow_linear
 from simulations.tasks import make_generator, sample_regression_tasks
@@ -30,7 +31,7 @@ LAYERS = ("layers.0.weight", "layers.1.weight")  # w₁ (bottom), w₂ (top) of 
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Profiles):
     """Settings of figure 2; ``quick`` and ``full`` are the two profiles."""
 
     support: int = 5  # K
@@ -49,13 +50,7 @@ class Config:
     span: float = 2.5  # contour window [−span, span]²
     grid: int = 121  # contour resolution per axis
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls()
-
-    @classmethod
-    def full(cls) -> Config:
-        return cls(iterations=800, meta_batch=256, meta_lr=0.03, record_every=5, grid=241)
+    FULL: ClassVar[dict] = {"iterations": 800, "meta_batch": 256, "meta_lr": 0.03, "record_every": 5, "grid": 241}
 
 
 def _family(config: Config) -> LinearTaskFamily:

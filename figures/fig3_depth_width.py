@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.checkpoint import run_unit
-from figures.common import COLORS, mean_ci95
+from figures.common import COLORS, Profiles, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
@@ -32,7 +33,7 @@ PANELS = ("depth", "width", "ratio")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Profiles):
     """Settings of figure 3; ``quick`` and ``full`` are the two profiles."""
 
     dim: int = 20  # d for panels (a) and (b): d/K = 4, where the shallow model keeps 81% of its loss
@@ -50,13 +51,7 @@ class Config:
     eval_tasks: int = 4000  # fresh evaluation tasks per run
     seeds: int = 3  # independent runs for the 95% interval
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls()
-
-    @classmethod
-    def full(cls) -> Config:
-        return cls(iterations=2000, meta_batch=64, eval_tasks=20_000, seeds=10)
+    FULL: ClassVar[dict] = {"iterations": 2000, "meta_batch": 64, "eval_tasks": 20_000, "seeds": 10}
 
 
 def _settings(config: Config) -> dict[tuple[int, int, int], list[tuple[str, float]]]:

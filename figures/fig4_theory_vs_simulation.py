@@ -2,24 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from figures.common import Profiles
 from simulations.verification import CHECKS
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Profiles):
     scale: float = 0.3  # fraction of verify's sample sizes and iterations (quick profile)
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls()
-
-    @classmethod
-    def full(cls) -> Config:
-        return cls(scale=1.0)
+    FULL: ClassVar[dict] = {"scale": 1.0}
 
 
 def compute(config: Config, seed: int = 0, progress=None) -> dict:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.checkpoint import run_unit
-from figures.common import mean_ci95
+from figures.common import Profiles, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
@@ -32,7 +33,7 @@ def zoo_name(base: str, remedy: str) -> str:
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Profiles):
     dim: int = 20  # d ≫ K so the shallow model fails
     support: int = 5  # K
     query: int = 10  # Q
@@ -48,13 +49,7 @@ class Config:
     eval_tasks: int = 2000
     seeds: int = 3
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls()
-
-    @classmethod
-    def full(cls) -> Config:
-        return cls(iterations=3000, eval_tasks=10_000, seeds=10)
+    FULL: ClassVar[dict] = {"iterations": 3000, "eval_tasks": 10_000, "seeds": 10}
 
 
 def _run(config: Config, task: str, name: str, seed: int, family: LinearTaskFamily, alpha: float) -> dict:

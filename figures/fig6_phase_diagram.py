@@ -3,29 +3,25 @@ optimal preconditioner over (d/K, r/d), from the closed forms (Σx = I, σ_w² =
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 import sympy as sp
 from matplotlib.colors import LogNorm
 
+from figures.common import Profiles
 from theory.preconditioned_maml import GAIN_SYMBOLS, isotropic_gain_symbolic
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Profiles):
     support: int = 5  # K
     noise_var: float = 0.0  # s²
     n_ratio: int = 60  # grid points along d/K (log-spaced from 0.2 to 100)
     n_rank: int = 50  # grid points along r/d (0.02 to 1)
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls()
-
-    @classmethod
-    def full(cls) -> Config:
-        return cls(n_ratio=200, n_rank=200)
+    FULL: ClassVar[dict] = {"n_ratio": 200, "n_rank": 200}
 
 
 def compute(config: Config, seed: int = 0, progress=None) -> dict:

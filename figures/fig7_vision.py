@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.checkpoint import run_unit
+from figures.common import Profiles
 from simulations.training import DivergenceError
 from simulations.vision.datasets import DatasetError, load_pool
 from simulations.vision.experiment import VisionConfig, run_vision
@@ -28,7 +30,7 @@ COLORS = {"plain": "#7f7f7f", "LinNet": "#1f77b4", "KFO": "#2ca02c"}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Profiles):
     datasets: tuple = ("digits", "omniglot", "cifarfs", "mini-imagenet")  # those present are run
     data_root: str | None = None  # where Omniglot, CIFAR-FS and mini-ImageNet live (digits needs none)
     ways: int = 5
@@ -41,13 +43,7 @@ class Config:
     meta_lr: float = 0.003
     device: str = "cpu"
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls()  # without --data-root only digits is available
-
-    @classmethod
-    def full(cls) -> Config:
-        return cls(iterations=60_000, meta_batch=32, eval_tasks=600, width=None)
+    FULL: ClassVar[dict] = {"iterations": 60_000, "meta_batch": 32, "eval_tasks": 600, "width": None}
 
 
 def available(config: Config) -> dict[str, str | None]:
