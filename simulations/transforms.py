@@ -10,8 +10,8 @@ import torch
 from simulations.maml import Params
 
 
-def scalar_step(names: list[str], dtype=torch.float64) -> tuple[Params, callable]:
-    """U(g) = exp(s) g: a meta-learned step size α·exp(s), s = 0 initially."""
+def scalar_step(dtype=torch.float64) -> tuple[Params, callable]:
+    """U(g) = exp(s) g for every adapted parameter: a meta-learned step size α·exp(s), s = 0 initially."""
     params = {"log_scale": torch.zeros((), dtype=dtype, requires_grad=True)}
 
     def apply(grads: Params, p: Params) -> Params:

@@ -18,7 +18,7 @@ import torch
 from simulations import monte_carlo as mc
 from simulations.kfo import kfo_transform
 from simulations.layerwise_update import end_to_end_gradient_autograd, literal_layer_step
-from simulations.maml import InnerLoop, adapt
+from simulations.maml import InnerLoop, adapt, meta_loss
 from simulations.meta_gradient import shallow_meta_gradient
 from simulations.models import deep_linear, shallow_linear
 from simulations.statistics import Z_CHECK, Estimate
@@ -185,7 +185,7 @@ def check_optimal_alpha(scale: float) -> Check:
     base = 0.05
     result = meta_train(model, _regression_sampler(family), InnerLoop(base), int(1500 * scale) + 100,
                         meta_batch=128, meta_lr=0.02, seed=9, learn_init=False,
-                        transform=scalar_step([model.head_name]), lr_decay=True)
+                        transform=scalar_step(), lr_decay=True)
     learned = base * float(torch.exp(result.transform_params["log_scale"]))
     theory = sh.optimal_step_size(family)
     rel = abs(learned - theory) / theory
@@ -260,8 +260,6 @@ def check_kfo_reaches_optimal_preconditioner(scale: float) -> Check:
 
 
 def check_meta_gradient(scale: float) -> Check:
-    from simulations.maml import meta_loss
-
     family = LinearTaskFamily.subspace(7, 3, 4, rank=2, noise_var=0.1, seed=6)
     batch = sample_regression_tasks(family, 16, 14)
     gen = torch.Generator().manual_seed(15)

@@ -33,7 +33,7 @@ def test_closed_form_meta_gradient_matches_autograd(dim, support, query, alpha, 
     assert_close(closed.precond.numpy(), p_param["precond"].grad.numpy(), 1e-10, "∂/∂P")
 
     # ∂/∂α through a scalar step exp(s)·α at s = 0: d/ds = α ∂L/∂α
-    scale_params, apply_s = scalar_step([model.head_name])
+    scale_params, apply_s = scalar_step()
     composed = {"log_scale": scale_params["log_scale"]}
     loss_s = meta_loss(model, {model.head_name: theta[None]}, batch, InnerLoop(alpha),
                        lambda g, p: apply_p(apply_s(g, p), {"precond": precond}), composed)
