@@ -20,6 +20,8 @@ import sys
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from theory.errors import UsageError
+
 PARAMETER_FLAGS = {  # library parameter name -> command-line option
     "dim": "--dim", "support": "--support", "query": "--query", "rank": "--rank", "noise": "--noise",
     "noise_var": "--noise", "alpha": "--alpha", "steps": "--steps", "depth": "--depth", "width": "--width",
@@ -32,10 +34,6 @@ PARAMETER_FLAGS = {  # library parameter name -> command-line option
     "checkpoint_every_seconds": "--checkpoint-every", "validation_tasks": "--validation-tasks",
     "validate_every": "--validate-every", "first_order": "--first-order",
 }
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -169,7 +167,7 @@ def run_verify(args) -> int:
 # -- explore ----------------------------------------------------------------------------------------
 def run_explore(args) -> int:
     from simulations.explore import ExploreConfig, explore
-    from simulations.training import DivergenceError
+    from theory.errors import DivergenceError
 
     config = ExploreConfig(dim=args.dim, support=args.support, query=args.query, rank=args.rank,
                            noise=args.noise, alpha=args.alpha, steps=args.steps, depth=args.depth,
@@ -275,10 +273,9 @@ def run_bench(args) -> int:
 def run_vision(args) -> int:
     import dataclasses
 
-    from simulations.training import DivergenceError
-    from simulations.vision.datasets import DatasetError
     from simulations.vision.experiment import VisionConfig, format_report
     from simulations.vision.experiment import run_vision as run
+    from theory.errors import DatasetError, DivergenceError
 
     fields = {f.name for f in dataclasses.fields(VisionConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}

@@ -24,9 +24,10 @@ from figures.common import COLORS, Profiles, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
-from simulations.training import DivergenceError, evaluate, meta_train
+from simulations.training import evaluate, meta_train
 from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
+from theory.errors import DivergenceError
 from theory.task_family import LinearTaskFamily
 
 PANELS = ("depth", "width", "ratio")

@@ -19,9 +19,9 @@ import numpy as np
 
 from figures.checkpoint import run_unit
 from figures.common import Profiles
-from simulations.training import DivergenceError
-from simulations.vision.datasets import DatasetError, load_pool
+from simulations.vision.datasets import load_pool
 from simulations.vision.experiment import VisionConfig, run_vision
+from theory.errors import DatasetError, DivergenceError
 
 METHODS = ("maml", "anil")
 REMEDIES = {"plain": {}, "LinNet": {"linnet": 2}, "KFO": {"kfo": True}}

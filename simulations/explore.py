@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model, parse_models
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
-from simulations.training import DivergenceError, evaluate, meta_train
+from simulations.training import evaluate, meta_train
 from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
-from theory.errors import ParameterError, require_int, require_real
+from theory.errors import DivergenceError, NoClosedForm, ParameterError, require_int, require_real
 from theory.task_family import LinearTaskFamily
 
 TASKS = ("regression", "classification")
@@ -91,7 +91,7 @@ def explore_theory(config: ExploreConfig) -> dict:
         out["shallow_post_loss"] = sh.post_adaptation_loss(family, theta, alpha, config.steps)
         out["shallow_optimal_alpha"] = sh.optimal_step_size(family, config.steps)
         out["shallow_best_post_loss"] = sh.best_post_adaptation_loss(family, config.steps)
-    except sh.NoClosedForm:
+    except NoClosedForm:
         out.update(shallow_post_loss=None, shallow_optimal_alpha=None, shallow_best_post_loss=None)
     return out
 

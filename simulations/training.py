@@ -10,17 +10,9 @@ from tqdm.auto import tqdm
 from simulations.maml import InnerLoop, Params, Transform, initial_params, meta_loss, task_losses
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator
-from theory.errors import require_int, require_real
+from theory.errors import DivergenceError, require_int, require_real
 
 TaskSampler = Callable[[int, torch.Generator], TaskBatch]  # (n_tasks, generator) -> batch
-
-
-class DivergenceError(FloatingPointError):
-    """Meta-training produced a NaN or infinite loss: the step sizes are too large for this model."""
-
-    def __init__(self, iteration: int, value: float, what: str = "meta-loss"):
-        self.iteration, self.value = iteration, value
-        super().__init__(f"the {what} became {value} at meta-iteration {iteration}: training diverged")
 
 
 @dataclass

@@ -19,11 +19,10 @@ from simulations.maml import InnerLoop, task_losses
 from simulations.models import deep_linear
 from simulations.statistics import Estimate
 from simulations.tasks import sample_regression_tasks
-from simulations.training import DivergenceError
 from tests.helpers import assert_close, assert_within_ci
 from theory import scalar_deep as sd
 from theory import shallow_maml as sh
-from theory.errors import ParameterError
+from theory.errors import DivergenceError, ParameterError
 from theory.task_family import LinearTaskFamily
 
 IDENTITY_TOL = 1e-10

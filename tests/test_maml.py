@@ -10,9 +10,9 @@ from simulations.maml import InnerLoop, adapt, initial_params, meta_loss, task_l
 from simulations.models import add_linear_layers, deep_linear, linnet, shallow_linear
 from simulations.statistics import Estimate
 from simulations.tasks import sample_regression_tasks
-from simulations.training import DivergenceError, evaluate, meta_train
+from simulations.training import evaluate, meta_train
 from tests.helpers import assert_close
-from theory.errors import ParameterError
+from theory.errors import DivergenceError, ParameterError
 from theory.task_family import LinearTaskFamily
 
 FAMILY = LinearTaskFamily.subspace(6, 4, 5, rank=2, noise_var=0.1, seed=1)

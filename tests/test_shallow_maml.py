@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from simulations.monte_carlo import estimate_post_adaptation_loss, estimate_pre_adaptation_loss
 from tests.helpers import assert_close, assert_within_ci
 from theory import shallow_maml as sh
+from theory.errors import NoClosedForm
 from theory.task_family import LinearTaskFamily
 
 
@@ -75,9 +76,9 @@ def test_k_step_optimal_alpha_is_a_minimiser():
 
 def test_no_closed_form_where_only_simulation_answers():
     family = LinearTaskFamily.from_covariances(3, 2, 2, task_cov=np.eye(3), input_cov=np.diag([1.0, 2.0, 3.0]))
-    with pytest.raises(sh.NoClosedForm):
+    with pytest.raises(NoClosedForm):
         sh.post_adaptation_loss(family, np.zeros(3), 0.1, steps=2)
-    with pytest.raises(sh.NoClosedForm):
+    with pytest.raises(NoClosedForm):
         sh.post_adaptation_loss(LinearTaskFamily.subspace(3, 2), np.zeros(3), 0.1, steps=sh.MAX_EXACT_STEPS + 1)
 
 

@@ -1,4 +1,5 @@
-"""The one error type for parameters outside their valid range."""
+"""Every error type of the project, at the ground floor: theory, simulations, figures and the
+command line all import them from here, and the command line maps each to one line, exit status 2."""
 import math
 
 
@@ -35,3 +36,24 @@ def require_real(name: str, value, minimum: float | None = None, strict: bool = 
     if minimum is not None and (value < minimum or (strict and value == minimum)):
         raise ParameterError(name, value, valid)
     return value
+
+
+class NoClosedForm(NotImplementedError):
+    """Raised where the toolkit has no exact expression and only simulation answers."""
+
+
+class DivergenceError(FloatingPointError):
+    """Meta-training produced a NaN or infinite loss: the step sizes are too large for this model."""
+
+    def __init__(self, iteration: int, value: float, what: str = "meta-loss"):
+        self.iteration, self.value = iteration, value
+        super().__init__(f"the {what} became {value} at meta-iteration {iteration}: training diverged")
+
+
+class DatasetError(Exception):
+    """A dataset file is missing or does not parse; the one-line message says what, where, the
+    expected layout and how to obtain it."""
+
+
+class UsageError(Exception):
+    """Bad command-line input that no single library parameter names: printed as one line, exit status 2."""

@@ -24,16 +24,12 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from theory.errors import ParameterError, require_int, require_real
-from theory.preconditioned_maml import preconditioned_post_adaptation_loss
+from theory.errors import NoClosedForm, require_int, require_real
+from theory.preconditioned_maml import preconditioned_best_post_loss, preconditioned_post_adaptation_loss
 from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import K_sym, d_sym, isotropic_polynomial_trace
 
 MAX_EXACT_STEPS = 3  # k = 4 needs E tr(Ŝ^8): 2,027,025 Wick pairings (~15 s); beyond 3, simulate
-
-
-class NoClosedForm(NotImplementedError):
-    """Raised where the toolkit has no exact expression and only simulation answers."""
 
 
 def one_step_update_symbolic(dim: int = 2, support: int = 2) -> tuple[sp.Matrix, sp.Matrix]:
@@ -111,6 +107,22 @@ def best_post_adaptation_loss(family: LinearTaskFamily, steps: int = 1) -> float
     return post_adaptation_loss(family, theta, optimal_step_size(family, steps), steps)
 
 
+REFERENCE_LOSSES = ("pre_adaptation_loss", "shallow_best_post_loss", "preconditioned_best_post_loss")
+
+
+def reference_losses(family: LinearTaskFamily) -> dict[str, float]:
+    """The three theory levels every figure and report is read against, at θ* = μ and one inner step.
+
+      pre_adaptation_loss            ½ tr(Σx C) + ½ s², C = Σw: the loss before any adaptation;
+      shallow_best_post_loss         L* = ½ (a₀ − a₁²/a₂) + ½ s²: the best a plain step of any size reaches;
+      preconditioned_best_post_loss  the best one preconditioned step θ − αP∇L reaches (optimal P*).
+    """
+    theta = maml_optimal_init(family)
+    return {"pre_adaptation_loss": float(pre_adaptation_loss(family, theta)),
+            "shallow_best_post_loss": float(best_post_adaptation_loss(family)),
+            "preconditioned_best_post_loss": float(preconditioned_best_post_loss(family))}
+
+
 @cache
 def _isotropic_k_step_expression(steps: int) -> sp.Expr:
     """L_k(α, K, d, R = tr C, s2) for Σx = I, k steps (module doc), as a sympy expression."""
@@ -133,11 +145,3 @@ def isotropic_k_step_expression(steps: int) -> sp.Expr:
     """The exact k-step post-adaptation loss for Σx = I in α, K, d, R = tr C and s2 (for LaTeX)."""
     steps = require_int("steps", steps, 1, MAX_EXACT_STEPS)
     return _isotropic_k_step_expression(steps)
-
-
-def check_alpha(alpha) -> float:
-    """Validate an inner step size: a finite real > 0."""
-    value = require_real("alpha", alpha)
-    if value <= 0:
-        raise ParameterError("alpha", value, "a finite real number > 0")
-    return value

@@ -23,14 +23,9 @@ import torch
 from PIL import Image
 
 from simulations.atomic_io import atomic_write_bytes
-from theory.errors import ParameterError
+from theory.errors import DatasetError, ParameterError
 
 SPLITS = ("train", "validation", "test")
-
-
-class DatasetError(Exception):
-    """A dataset file is missing or does not parse; the one-line message says what, where, the
-    expected layout and how to obtain it."""
 
 
 @dataclass(frozen=True, eq=False, repr=False)

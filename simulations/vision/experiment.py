@@ -30,11 +30,10 @@ from simulations.kfo import kfo_transform
 from simulations.maml import InnerLoop, Params, initial_params, task_losses
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator
-from simulations.training import DivergenceError
 from simulations.vision.convnet import ConvNet, default_width, standard_convnet
 from simulations.vision.datasets import DATASETS, SPLITS, load_pool
 from simulations.vision.episodes import episode_sampler
-from theory.errors import ParameterError, require_int, require_real
+from theory.errors import DivergenceError, ParameterError, require_int, require_real
 
 CHECKPOINT_FORMAT = "vision-checkpoint-1"
 RESUME_MAY_DIFFER = ("data_root", "device", "iterations", "eval_tasks", "checkpoint",
