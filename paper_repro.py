@@ -147,18 +147,13 @@ def _add_vision(sub) -> None:
 # -- verify -----------------------------------------------------------------------------------------
 def run_verify(args) -> int:
     from simulations.atomic_io import atomic_write_json
-    from simulations.verification import run_checks
+    from simulations.checks import format_checks, run_checks
 
     if args.scale < MIN_VERIFY_SCALE:
         raise UsageError(f"argument --scale: {args.scale} is out of range: must be >= {MIN_VERIFY_SCALE}")
     checks = run_checks(args.scale, progress=True)
-    width = max(len(c.name) for c in checks)
-    print(f"{'quantity':{width}}  {'theory':>12}  {'simulation':>12}  pass  setting; rule")
-    for c in checks:
-        print(f"{c.name:{width}}  {c.theory:12.6g}  {c.simulation:12.6g}  {'yes' if c.passed else 'NO ':4}"
-              f"  {c.setting}; {c.tolerance}")
+    print(format_checks(checks))
     failed = [c.name for c in checks if not c.passed]
-    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
     if args.json:
         atomic_write_json(args.json, [c.as_dict() for c in checks])
     return 1 if failed else 0

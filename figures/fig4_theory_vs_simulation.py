@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.common import Profiles
-from simulations.verification import CHECKS
+from simulations.checks import CHECKS
 
 
 @dataclass(frozen=True)

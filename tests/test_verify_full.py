@@ -1,7 +1,7 @@
 """The full verify table at paper scale: every closed form meets its twin (slow; run with -m slow)."""
 import pytest
 
-from simulations.verification import run_checks
+from simulations.checks import run_checks
 
 
 @pytest.mark.slow

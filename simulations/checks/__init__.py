@@ -394,3 +394,17 @@ def run_checks(scale: float = 1.0, progress: bool = False) -> list[Check]:
     from tqdm.auto import tqdm
 
     return [check(scale) for check in tqdm(CHECKS, desc="verify", disable=None if progress else True, leave=False)]
+
+
+MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
+
+
+def format_checks(checks: list[Check]) -> str:
+    """The verify table: quantity, theory, simulation, pass, setting and rule; then the pass count."""
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'quantity':{width}}  {'theory':>12}  {'simulation':>12}  pass  setting; rule"]
+    lines += [f"{c.name:{width}}  {c.theory:12.6g}  {c.simulation:12.6g}  {'yes' if c.passed else 'NO ':4}"
+              f"  {c.setting}; {c.tolerance}" for c in checks]
+    failed = sum(not c.passed for c in checks)
+    lines.append(f"{len(checks) - failed} passed, {failed} failed")
+    return "\n".join(lines)
