@@ -9,6 +9,7 @@ import numpy as np
 
 from figures.common import Profiles
 from simulations.checks import CHECKS
+from simulations.statistics import Z_CHECK
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def rows(results: dict) -> list[dict]:
     return results["checks"]
 
 
-MARKERS = {"interval": ("o", "#1f77b4", "Monte-Carlo interval (3.29 se)"),
+MARKERS = {"interval": ("o", "#1f77b4", f"Monte-Carlo interval ({Z_CHECK:g} se)"),
            "identity": ("s", "#d62728", "float64 / sympy identity"),
            "optimum": ("D", "#2ca02c", "meta-trained optimum"),
            "bound": ("^", "#9467bd", "bound (deep below best shallow)")}

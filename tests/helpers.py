@@ -1,23 +1,23 @@
-"""The comparison helpers every test uses; each prints expected, actual and the margin on failure."""
+"""The comparison helpers every test uses; each prints expected, actual and the margin on failure.
+
+The rules themselves live in simulations/statistics.py, shared with ``verify``.
+"""
 from __future__ import annotations
 
-import numpy as np
+from simulations.statistics import IDENTITY_TOL, Z_CHECK, Estimate, relative_residual
 
-from simulations.statistics import Z_CHECK, Estimate
+__all__ = ["IDENTITY_TOL", "assert_close", "assert_within_ci"]
 
 
-def assert_close(actual, expected, tol: float, what: str = "") -> None:
-    """max |actual − expected| ≤ tol · max(max |expected|, 1e-300) (a relative float64 identity)."""
-    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    err = float(np.max(np.abs(actual - expected), initial=0.0))
-    bound = tol * max(float(np.max(np.abs(expected), initial=0.0)), 1e-300)
-    assert err <= bound, f"{what}: expected\n{expected}\nactual\n{actual}\nerror {err:.3g} > bound {bound:.3g}"
+def assert_close(actual, expected, tol: float = IDENTITY_TOL, what: str = "") -> None:
+    """relative_residual(actual, expected) ≤ tol: max |actual − expected| ≤ tol · max |expected|."""
+    residual = relative_residual(actual, expected)
+    assert residual <= tol, (f"{what}: expected\n{expected}\nactual\n{actual}\n"
+                             f"relative residual {residual:.3g} > {tol:.3g}")
 
 
 def assert_within_ci(closed_form: float, est: Estimate, what: str = "", z: float = Z_CHECK) -> None:
-    """|closed form − Monte-Carlo mean| ≤ z · stderr (z = 3.29: two-sided 99.9%)."""
-    margin = z * est.stderr
-    gap = abs(closed_form - est.mean)
-    assert gap <= margin, (f"{what}: closed form {closed_form:.6g}, simulation {est.mean:.6g} ± {margin:.3g} "
-                           f"(z={z}, n={est.n}); gap {gap:.3g} exceeds the margin")
+    """|closed form − Monte-Carlo mean| ≤ z · stderr (Z_CHECK = 3.29: two-sided 99.9%)."""
+    assert est.contains(closed_form, z), (
+        f"{what}: closed form {closed_form:.6g}, simulation {est.mean:.6g} ± {z * est.stderr:.3g} "
+        f"(z={z}, n={est.n}); gap {abs(closed_form - est.mean):.3g} exceeds the margin")

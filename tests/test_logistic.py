@@ -1,4 +1,4 @@
-"""theory.logistic against sympy and its autograd twin simulations.layerwise_update (float64 identities).
+"""theory.logistic against sympy and its autograd twins simulations/twins/logistic.py (float64 identities).
 
 The logistic gradient closed form is held against sympy.diff of the symbolic loss and against
 torch.autograd; the deep classifier's literal step against the implicit preconditioner of
@@ -9,18 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations.layerwise_update import end_to_end_gradient_autograd, literal_layer_step
-from tests.helpers import assert_close
-from theory import deep_linear as dl
-from theory import logistic as lg
+from simulations.checks import MIN_SCALE, REGISTRY
+from simulations.twins.deep_linear import first_order_change_central, literal_layer_step
+from simulations.twins.logistic import deep_logistic_first_order_step_autograd, logistic_gradient_autograd
+from tests.helpers import IDENTITY_TOL, assert_close
+from theory import deep_linear, logistic
 from theory.errors import ParameterError
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None)
-IDENTITY_TOL = 1e-10  # float64 identities: sympy / closed form against autograd
 
 
 @st.composite
@@ -45,11 +44,11 @@ def test_loss_is_a_stable_softplus():
     y = np.array([1.0, -1.0, 1.0])
     w = np.array([0.3])
     margins = y * (x @ w)
-    assert np.isclose(lg.logistic_loss(w, x, y), np.mean(np.log1p(np.exp(-margins))), rtol=1e-14, atol=0)
+    assert np.isclose(logistic.logistic_loss(w, x, y), np.mean(np.log1p(np.exp(-margins))), rtol=1e-14, atol=0)
     big = np.array([800.0])  # margins ±800 and −1600: exp would overflow
-    assert np.isclose(lg.logistic_loss(big, x, y), (800.0 + 1600.0) / 3, rtol=1e-14, atol=0)
+    assert np.isclose(logistic.logistic_loss(big, x, y), (800.0 + 1600.0) / 3, rtol=1e-14, atol=0)
     # σ(−m) = (0, 1, 1): ∇L = −(1/3)(−1·1 + 1·(−2)) = 1
-    assert_close(lg.logistic_gradient(big, x, y), np.array([1.0]), 1e-14, "saturated gradient")
+    assert_close(logistic.logistic_gradient(big, x, y), np.array([1.0]), 1e-14, "saturated gradient")
 
 
 @FAST
@@ -57,40 +56,37 @@ def test_loss_is_a_stable_softplus():
 def test_gradient_matches_autograd(d, k, scale, seed):
     rng = np.random.default_rng(seed)
     w, x, y = scale * rng.standard_normal(d), rng.standard_normal((k, d)), rng.choice([-1.0, 1.0], size=k)
-    auto = end_to_end_gradient_autograd(w[None, :], x, y, loss="logistic").numpy()  # (1, d)
-    assert_close(lg.end_to_end_gradient(w[None, :], x, y), auto, IDENTITY_TOL, "G = ∂L/∂W")
-    assert_close(lg.logistic_gradient(w, x, y), auto[0], IDENTITY_TOL, "∇L(w)")
+    auto = logistic_gradient_autograd(w[None, :], x, y)  # (1, d)
+    assert_close(logistic.end_to_end_gradient(w[None, :], x, y), auto, IDENTITY_TOL, "G = ∂L/∂W")
+    assert_close(logistic.logistic_gradient(w, x, y), auto[0], IDENTITY_TOL, "∇L(w)")
 
 
 @pytest.mark.parametrize("d, k", [(1, 1), (2, 2), (3, 2), (2, 3)])
 def test_symbolic_gradient_is_the_closed_form(d, k):
-    sym = lg.logistic_gradient_symbolic(d, k)
+    sym = logistic.logistic_gradient_symbolic(d, k)
     assert sp.simplify(sym.derived - sym.closed_form) == sp.zeros(d, 1)
     rng = np.random.default_rng(d * 10 + k)
     w, x, y = rng.standard_normal(d), rng.standard_normal((k, d)), rng.choice([-1.0, 1.0], size=k)
     derived = sp.lambdify([list(sym.w), list(sym.x), list(sym.y)], sym.derived, "numpy")
-    assert_close(np.ravel(derived(w, x.ravel(), y)), lg.logistic_gradient(w, x, y), 1e-12,
+    assert_close(np.ravel(derived(w, x.ravel(), y)), logistic.logistic_gradient(w, x, y), 1e-12,
                  "lambdified sympy.diff vs numeric closed form")
 
 
 def test_latex_gradient():
-    latex = lg.latex_logistic_gradient()
+    latex = logistic.latex_logistic_gradient()
     assert latex.startswith("\\nabla_w L(w) = -\\frac{1}{K}") and "\\sigma" in latex
 
 
 # -- deep linear classifier: the same implicit preconditioner ----------------------------------
 @FAST
-@given(classifiers(), st.sampled_from(dl.ADAPT_CHOICES))
+@given(classifiers(), st.sampled_from(deep_linear.ADAPT_CHOICES))
 def test_first_order_step_is_the_preconditioned_gradient(net, adapt):
     layers, x, y = make_classifier(*net)
-    expected = lg.deep_logistic_first_order_step(layers, x, y, adapt)  # (1, d)
-    zero = torch.zeros((), dtype=torch.float64)
-    slope = torch.autograd.functional.jacobian(
-        lambda a: literal_layer_step(layers, x, y, a, loss="logistic", adapt=adapt), zero).numpy()
+    expected = logistic.deep_logistic_first_order_step(layers, x, y, adapt)  # (1, d)
+    slope = deep_logistic_first_order_step_autograd(layers, x, y, adapt)
     assert_close(slope, expected, IDENTITY_TOL, "dW'/dα at 0 (autograd)")
-    h = 1e-5  # central difference: error h²|W'''| + eps/h, both far below 1e-7
-    central = (literal_layer_step(layers, x, y, h, loss="logistic", adapt=adapt)
-               - literal_layer_step(layers, x, y, -h, loss="logistic", adapt=adapt)).numpy() / (2 * h)
+    # central difference at h = 1e-5: error h²|W'''| + eps/h, both far below 1e-7
+    central = first_order_change_central(layers, x, y, loss="logistic", adapt=adapt)
     assert_close(central, expected, 1e-7, "central difference of W'(α)")
 
 
@@ -100,41 +96,42 @@ def test_single_layer_step_is_exact_at_finite_alpha(net, adapt):
     layers, x, y = make_classifier(*net)
     alpha = 0.3
     literal = literal_layer_step(layers, x, y, alpha, loss="logistic", adapt=adapt).numpy()
-    exact = dl.end_to_end(layers) + alpha * lg.deep_logistic_first_order_step(layers, x, y, adapt)
+    exact = deep_linear.end_to_end(layers) + alpha * logistic.deep_logistic_first_order_step(layers, x, y, adapt)
     assert_close(exact, literal, IDENTITY_TOL, f"{adapt}: W − α unvec(P vec G)")
 
 
-DEPTH2_LAMBDA = sp.lambdify(dl.depth2_symbols(), dl.depth2_update_symbolic(), "numpy")
+DEPTH2_LAMBDA = sp.lambdify(deep_linear.depth2_symbols(), deep_linear.depth2_update_symbolic(), "numpy")
 
 
 @FAST
 @given(classifiers(min_depth=2, max_depth=2), st.floats(-2.0, 2.0))
 def test_depth2_exact_update_matches_literal_step(net, alpha):
     layers, x, y = make_classifier(*net, scale=2.0)
-    g = lg.end_to_end_gradient(dl.end_to_end(layers), x, y)  # (1, d)
+    g = logistic.end_to_end_gradient(deep_linear.end_to_end(layers), x, y)  # (1, d)
     literal = literal_layer_step(layers, x, y, alpha, loss="logistic").numpy()
-    assert_close(dl.depth2_update(*layers, g, alpha), literal, IDENTITY_TOL, "numeric W'")
+    assert_close(deep_linear.depth2_update(*layers, g, alpha), literal, IDENTITY_TOL, "numeric W'")
     assert_close(DEPTH2_LAMBDA(*layers, g, alpha), literal, IDENTITY_TOL, "lambdified sympy W'")
 
 
 def test_shallow_classifier_takes_a_plain_gradient_step():
     layers, x, y = make_classifier(4, [5, 1])
     w = layers[0]
-    assert_close(lg.deep_logistic_first_order_step(layers, x, y), -lg.end_to_end_gradient(w, x, y), 1e-15, "−G")
+    assert_close(logistic.deep_logistic_first_order_step(layers, x, y), -logistic.end_to_end_gradient(w, x, y),
+                 1e-15, "−G")
     literal = literal_layer_step(layers, x, y, 0.9, loss="logistic").numpy()
-    assert_close(literal, w - 0.9 * lg.end_to_end_gradient(w, x, y), IDENTITY_TOL, "W − αG")
+    assert_close(literal, w - 0.9 * logistic.end_to_end_gradient(w, x, y), IDENTITY_TOL, "W − αG")
 
 
 # -- bad inputs --------------------------------------------------------------------------------
 @pytest.mark.parametrize("call, parameter", [
-    (lambda: lg.logistic_loss(np.ones(2), np.ones((3, 2)), np.array([1.0, 0.0, -1.0])), "y"),
-    (lambda: lg.logistic_gradient(np.ones(2), np.ones((3, 2)), np.ones(4)), "y"),
-    (lambda: lg.logistic_gradient(np.ones(2), np.ones((3, 3)), np.ones(3)), "x"),
-    (lambda: lg.logistic_gradient(np.ones((1, 2)), np.ones((3, 2)), np.ones(3)), "w"),
-    (lambda: lg.end_to_end_gradient(np.ones((2, 2)), np.ones((3, 2)), np.ones(3)), "w"),
-    (lambda: lg.logistic_gradient_symbolic(0, 2), "d"),
-    (lambda: lg.deep_logistic_first_order_step([np.ones((2, 3))], np.ones((4, 3)), np.ones(4)), "layers"),
-    (lambda: lg.deep_logistic_first_order_step([np.ones((1, 3))], np.ones((4, 3)), np.ones(4), "x"), "adapt"),
+    (lambda: logistic.logistic_loss(np.ones(2), np.ones((3, 2)), np.array([1.0, 0.0, -1.0])), "y"),
+    (lambda: logistic.logistic_gradient(np.ones(2), np.ones((3, 2)), np.ones(4)), "y"),
+    (lambda: logistic.logistic_gradient(np.ones(2), np.ones((3, 3)), np.ones(3)), "x"),
+    (lambda: logistic.logistic_gradient(np.ones((1, 2)), np.ones((3, 2)), np.ones(3)), "w"),
+    (lambda: logistic.end_to_end_gradient(np.ones((2, 2)), np.ones((3, 2)), np.ones(3)), "w"),
+    (lambda: logistic.logistic_gradient_symbolic(0, 2), "d"),
+    (lambda: logistic.deep_logistic_first_order_step([np.ones((2, 3))], np.ones((4, 3)), np.ones(4)), "layers"),
+    (lambda: logistic.deep_logistic_first_order_step([np.ones((1, 3))], np.ones((4, 3)), np.ones(4), "x"), "adapt"),
     (lambda: literal_layer_step([np.ones((2, 3))], np.ones((4, 3)), np.ones(4), 0.1, loss="logistic"),
      "layers"),
     (lambda: literal_layer_step([np.ones((1, 3))], np.ones((4, 3)), np.ones((4, 1)), 0.1, loss="logistic"),
@@ -145,3 +142,9 @@ def test_bad_inputs_raise_parameter_error_naming_the_parameter(call, parameter):
         call()
     assert err.value.parameter == parameter
     assert str(err.value).startswith(parameter)
+
+
+@pytest.mark.parametrize("check", REGISTRY["logistic"], ids=lambda c: c.__name__)
+def test_verify_checks_pass_at_small_scale(check):
+    result = check(MIN_SCALE)
+    assert result.name.startswith("logistic.") and result.passed, result

@@ -5,15 +5,16 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations.monte_carlo import estimate_post_adaptation_loss, estimate_pre_adaptation_loss
+from simulations.checks import MIN_SCALE, REGISTRY
+from simulations.twins.shallow_maml import estimate_post_adaptation_loss, estimate_pre_adaptation_loss
 from tests.helpers import assert_close, assert_within_ci
-from theory import shallow_maml as sh
+from theory import shallow_maml
 from theory.errors import NoClosedForm
 from theory.task_family import LinearTaskFamily
 
 
 def test_symbolic_update_is_the_gradient_step():
-    derived, closed = sh.one_step_update_symbolic(3, 2)
+    derived, closed = shallow_maml.one_step_update_symbolic(3, 2)
     assert sp.simplify(derived - closed) == sp.zeros(3, 1)
 
 
@@ -24,10 +25,10 @@ def test_isotropic_one_step_formula():
     c = np.sum((theta - family.task_mean) ** 2) + 3
     for alpha in (0.0, 0.1, 0.5):
         expected = 0.5 * (1 - 2 * alpha + alpha**2 * (4 + 9 + 1) / 4) * c
-        assert_close(sh.post_adaptation_loss(family, theta, alpha), expected, 1e-12, f"α={alpha}")
-    assert_close(sh.optimal_step_size(family), 4 / 14, 1e-12, "α* = K/(K+d+1)")
-    assert_close(sh.best_post_adaptation_loss(family) / sh.pre_adaptation_loss(family, family.task_mean),
-                 10 / 14, 1e-12, "(d+1)/(K+d+1)")
+        assert_close(shallow_maml.post_adaptation_loss(family, theta, alpha), expected, 1e-12, f"α={alpha}")
+    assert_close(shallow_maml.optimal_step_size(family), 4 / 14, 1e-12, "α* = K/(K+d+1)")
+    ratio = shallow_maml.best_post_adaptation_loss(family) / shallow_maml.pre_adaptation_loss(family, family.task_mean)
+    assert_close(ratio, 10 / 14, 1e-12, "(d+1)/(K+d+1)")
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
@@ -36,20 +37,20 @@ def test_k_step_expression_at_one_step_equals_the_general_form(dim, support, alp
     """The Wick-pairing k-step expression at k = 1 is the Wishart-sandwich one-step loss (identity)."""
     family = LinearTaskFamily.subspace(dim, support, noise_var=noise, mean_norm=1.0, seed=seed)
     theta = np.random.default_rng(seed).standard_normal(dim)
-    expr = sh.isotropic_k_step_expression(1)
+    expr = shallow_maml.isotropic_k_step_expression(1)
     values = {sp.Symbol("alpha"): alpha, sp.Symbol("K", positive=True, integer=True): support,
               sp.Symbol("d", positive=True, integer=True): dim, sp.Symbol("s2"): noise,
               sp.Symbol("R"): np.trace(family.error_second_moment(theta))}
-    assert_close(float(expr.subs(values)), sh.post_adaptation_loss(family, theta, alpha), 1e-10)
+    assert_close(float(expr.subs(values)), shallow_maml.post_adaptation_loss(family, theta, alpha), 1e-10)
 
 
 def test_zero_steps_and_zero_step_size_give_the_pre_adaptation_loss():
     family = LinearTaskFamily.subspace(5, 3, noise_var=0.2, mean_norm=1.0)
     theta = np.ones(5)
-    pre = sh.pre_adaptation_loss(family, theta)
-    assert_close(sh.post_adaptation_loss(family, theta, 0.3, steps=0), pre, 1e-14)
+    pre = shallow_maml.pre_adaptation_loss(family, theta)
+    assert_close(shallow_maml.post_adaptation_loss(family, theta, 0.3, steps=0), pre, 1e-14)
     for k in (1, 2, 3):
-        assert_close(sh.post_adaptation_loss(family, theta, 0.0, steps=k), pre, 1e-12, f"k={k}")
+        assert_close(shallow_maml.post_adaptation_loss(family, theta, 0.0, steps=k), pre, 1e-12, f"k={k}")
 
 
 def test_optimal_init_and_step_are_minimisers():
@@ -57,29 +58,30 @@ def test_optimal_init_and_step_are_minimisers():
     a = rng.standard_normal((4, 4))
     family = LinearTaskFamily.from_covariances(4, 3, 5, task_cov=a @ a.T, input_cov=np.diag([1, 2, 0.5, 1.5]),
                                                task_mean=rng.standard_normal(4), noise_var=0.4)
-    theta, alpha = sh.maml_optimal_init(family), sh.optimal_step_size(family)
-    best = sh.post_adaptation_loss(family, theta, alpha)
+    theta, alpha = shallow_maml.maml_optimal_init(family), shallow_maml.optimal_step_size(family)
+    best = shallow_maml.post_adaptation_loss(family, theta, alpha)
     for _ in range(20):
-        assert sh.post_adaptation_loss(family, theta + 0.1 * rng.standard_normal(4), alpha) > best
+        assert shallow_maml.post_adaptation_loss(family, theta + 0.1 * rng.standard_normal(4), alpha) > best
     for factor in (0.9, 1.1):
-        assert sh.post_adaptation_loss(family, theta, alpha * factor) > best
+        assert shallow_maml.post_adaptation_loss(family, theta, alpha * factor) > best
 
 
 def test_k_step_optimal_alpha_is_a_minimiser():
     family = LinearTaskFamily.subspace(20, 5, rank=3, noise_var=0.1)
-    alpha = sh.optimal_step_size(family, 2)
-    best = sh.best_post_adaptation_loss(family, 2)
-    assert best < sh.best_post_adaptation_loss(family, 1)  # a second step on the same support helps
+    alpha = shallow_maml.optimal_step_size(family, 2)
+    best = shallow_maml.best_post_adaptation_loss(family, 2)
+    assert best < shallow_maml.best_post_adaptation_loss(family, 1)  # a second step on the same support helps
     for factor in (0.95, 1.05):
-        assert sh.post_adaptation_loss(family, family.task_mean, alpha * factor, 2) > best
+        assert shallow_maml.post_adaptation_loss(family, family.task_mean, alpha * factor, 2) > best
 
 
 def test_no_closed_form_where_only_simulation_answers():
     family = LinearTaskFamily.from_covariances(3, 2, 2, task_cov=np.eye(3), input_cov=np.diag([1.0, 2.0, 3.0]))
     with pytest.raises(NoClosedForm):
-        sh.post_adaptation_loss(family, np.zeros(3), 0.1, steps=2)
+        shallow_maml.post_adaptation_loss(family, np.zeros(3), 0.1, steps=2)
     with pytest.raises(NoClosedForm):
-        sh.post_adaptation_loss(LinearTaskFamily.subspace(3, 2), np.zeros(3), 0.1, steps=sh.MAX_EXACT_STEPS + 1)
+        shallow_maml.post_adaptation_loss(LinearTaskFamily.subspace(3, 2), np.zeros(3), 0.1,
+                                          steps=shallow_maml.MAX_EXACT_STEPS + 1)
 
 
 def test_pre_and_post_losses_against_the_literal_inner_loop():
@@ -88,9 +90,9 @@ def test_pre_and_post_losses_against_the_literal_inner_loop():
     family = LinearTaskFamily.from_covariances(5, 3, 8, task_cov=a @ a.T / 5, input_cov=np.diag([1, 2, .5, 1, 3.]),
                                                task_mean=rng.standard_normal(5), noise_var=0.3)
     theta = rng.standard_normal(5)
-    assert_within_ci(sh.pre_adaptation_loss(family, theta),
+    assert_within_ci(shallow_maml.pre_adaptation_loss(family, theta),
                      estimate_pre_adaptation_loss(family, theta, 40_000, seed=1), "pre")
-    assert_within_ci(sh.post_adaptation_loss(family, theta, 0.1),
+    assert_within_ci(shallow_maml.post_adaptation_loss(family, theta, 0.1),
                      estimate_post_adaptation_loss(family, theta, 0.1, 1, 40_000, seed=2), "post, k=1")
 
 
@@ -98,5 +100,11 @@ def test_pre_and_post_losses_against_the_literal_inner_loop():
 def test_k_step_loss_against_the_literal_inner_loop(steps):
     family = LinearTaskFamily.subspace(6, 4, 8, rank=2, noise_var=0.3, mean_norm=0.5, seed=4)
     theta = np.full(6, 0.3)
-    assert_within_ci(sh.post_adaptation_loss(family, theta, 0.2, steps),
+    assert_within_ci(shallow_maml.post_adaptation_loss(family, theta, 0.2, steps),
                      estimate_post_adaptation_loss(family, theta, 0.2, steps, 40_000, seed=steps), f"k={steps}")
+
+
+@pytest.mark.parametrize("check", REGISTRY["shallow_maml"], ids=lambda c: c.__name__)
+def test_verify_checks_pass_at_small_scale(check):
+    result = check(MIN_SCALE)
+    assert result.name.startswith("shallow_maml.") and result.passed, result

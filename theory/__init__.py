@@ -1,5 +1,10 @@
 """Closed-form and symbolic results for MAML on linear models.
 
-Every public quantity here has a Monte-Carlo or autograd twin in ``simulations/``
-with the same name stem and the same parameters (a ``LinearTaskFamily``).
+One module per result (a "stem"): wishart_moments, shallow_maml, preconditioned_maml,
+deep_linear, logistic, scalar_deep. Each stem has, under the same name,
+simulations/twins/<stem>.py (Monte-Carlo or autograd twins of its quantities, same parameters,
+never computed from the closed form), simulations/checks/<stem>.py (its ``verify`` checks, named
+``<stem>.<quantity>``) and tests/test_<stem>.py; tests/test_layout.py keeps it so.
+The other modules are the ground the stems stand on: task_family (the one LinearTaskFamily that
+theory and simulation share), errors (every error type of the project) and latex (the formulas).
 """

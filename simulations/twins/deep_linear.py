@@ -1,10 +1,11 @@
-"""Autograd twin of ``theory.deep_linear`` and ``theory.logistic``: one literal inner step, layer by layer.
+"""Autograd twins of theory.deep_linear: one literal inner step, layer by layer.
 
 A deep linear net f(x) = W_L ⋯ W_1 x is built in torch from the given layers (bottom first,
 float64), the per-task loss on (x, y) is differentiated by torch.autograd with respect to the
 adapted layers, every adapted layer takes W_l ← W_l − α ∂L/∂W_l, and the new product W' is
 returned. Nothing here evaluates the closed forms (the preconditioner P, the exact depth-2
-update, the logistic gradient formula) that these functions are compared against.
+update, the logistic gradient formula) that these functions are compared against. The logistic
+loss is here too because the same literal step serves theory.logistic (simulations/twins/logistic.py).
 
 Losses (per task, K points):
     squared:  L = (1/2K) Σ_i ‖W x_i − y_i‖²,   y (K, out) or (K,) when out = 1
@@ -12,6 +13,7 @@ Losses (per task, K points):
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,6 +42,24 @@ def literal_layer_step(layers, x, y, alpha, loss: str = "squared", adapt: str = 
     for i, g in zip(chosen, grads):
         stepped[i] = mats[i] - alpha * g  # (h_l, h_{l-1})
     return _product(stepped)  # (out, in)
+
+
+def first_order_change(layers, x, y, loss: str = "squared", adapt: str = "all") -> np.ndarray:
+    """Twin of theory.deep_linear.implicit_preconditioner: dW'/dα at α = 0 of the literal step, (out, in).
+
+    By reverse-mode autograd through ``literal_layer_step``; the closed form is −unvec(P vec G).
+    """
+    zero = torch.zeros((), dtype=torch.float64)
+    return torch.autograd.functional.jacobian(
+        lambda a: literal_layer_step(layers, x, y, a, loss=loss, adapt=adapt), zero).numpy()
+
+
+def first_order_change_central(layers, x, y, loss: str = "squared", adapt: str = "all",
+                               h: float = 1e-5) -> np.ndarray:
+    """dW'/dα at α = 0 by a central difference (W'(h) − W'(−h)) / 2h: error O(h²) + O(eps/h)."""
+    ahead = literal_layer_step(layers, x, y, h, loss=loss, adapt=adapt)
+    behind = literal_layer_step(layers, x, y, -h, loss=loss, adapt=adapt)
+    return (ahead - behind).numpy() / (2 * h)
 
 
 def layer_gradients_autograd(layers, x, y, loss: str = "squared") -> list[torch.Tensor]:

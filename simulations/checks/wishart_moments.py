@@ -1,0 +1,41 @@
+"""verify checks of theory.wishart_moments: Isserlis (sympy), the Wishart sandwich and trace moments (Monte-Carlo)."""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from simulations.checks.rules import Check, interval_check, symbolic_check
+from simulations.twins.wishart_moments import estimate_isotropic_trace_moment, estimate_sample_moment_sandwich
+from theory import wishart_moments
+
+
+def random_spd(dim: int, rng: np.random.Generator) -> np.ndarray:
+    """A random symmetric positive-definite matrix AAᵀ/d + I/2, (d, d)."""
+    a = rng.standard_normal((dim, dim))
+    return a @ a.T / dim + 0.5 * np.eye(dim)
+
+
+def check_fourth_moment_symbolic(scale: float) -> Check:
+    derived, closed = wishart_moments.gaussian_fourth_moment_symbolic(3)
+    nonzero = sum(1 for e in sp.simplify(derived - closed) if e != 0)
+    return symbolic_check("wishart_moments.fourth_moment_isserlis", "d=3, symbolic Σ and A", nonzero,
+                          "Isserlis − closed form")
+
+
+def check_sandwich_moment(scale: float) -> Check:
+    rng = np.random.default_rng(11)
+    sigma, a, probe = random_spd(4, rng), rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    theory = np.trace(probe @ wishart_moments.sample_moment_sandwich(sigma, a, 3))
+    est = estimate_sample_moment_sandwich(sigma, a, 3, probe, int(200_000 * scale), seed=1)
+    return interval_check("wishart_moments.sandwich_E[SAS]", "d=4, K=3, random Σ, A, probe B: tr(B·E[ŜAŜ])",
+                          theory, est)
+
+
+def check_trace_moment(scale: float) -> Check:
+    theory = float(wishart_moments.isotropic_trace_moment(3).subs({wishart_moments.d_sym: 6,
+                                                                  wishart_moments.K_sym: 4}))
+    est = estimate_isotropic_trace_moment(6, 4, 3, int(100_000 * scale), seed=2)
+    return interval_check("wishart_moments.trace_moment_m3", "Σ=I, d=6, K=4: E tr(Ŝ³) by Wick pairings", theory, est)
+
+
+CHECKS = [check_fourth_moment_symbolic, check_sandwich_moment, check_trace_moment]
