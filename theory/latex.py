@@ -12,7 +12,7 @@ from theory.preconditioned_maml import GAIN_SYMBOLS, isotropic_gain_symbolic
 from theory.shallow_maml import isotropic_k_step_expression
 from theory.wishart_moments import K_sym, d_sym, isotropic_trace_moment
 
-_D, _K, _R, _V, _S2 = GAIN_SYMBOLS
+NOISE_VAR = GAIN_SYMBOLS[4]  # s², set to 0 in the gain
 
 
 def _isotropic_loss(steps: int) -> str:
@@ -56,7 +56,7 @@ def formulas() -> dict[str, str]:
             + sp.latex(gain["shallow"]),
         "Best preconditioned loss, same setting": r"L^\star_{P} = " + sp.latex(gain["preconditioned"]),
         "Gain of the optimal preconditioner, s² = 0": r"\frac{L^\star_{\mathrm{shallow}}}{L^\star_{P}} = "
-            + sp.latex(sp.factor(gain["ratio"].subs({_S2: 0}))),
+            + sp.latex(sp.factor(gain["ratio"].subs({NOISE_VAR: 0}))),
         "Deep linear, depth 2, exact one-step update": deep_linear.latex_depth2_update(),
         "Deep linear, any depth: implicit preconditioner": deep_linear.latex_implicit_preconditioner(),
         "ANIL (top layer) and bottom-layer steps, exact": r"W' = W - \alpha\, G B_L^\top B_L, \qquad "

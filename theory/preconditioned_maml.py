@@ -14,7 +14,7 @@ c₁ = (K + 1)/K, c₂ = (tr(SC) + s²)/K, the loss at θ = μ (C = Σw) is
 
 a convex quadratic in Q minimised at Q* = C (c₁ S C + c₂ I)⁻¹ with value
   L* = ½ [tr(SC) − tr(S C S C (c₁ S C + c₂ I)⁻¹)] + ½ s².
-For S = I and Σw = σ² U Uᵀ of rank r (s² = 0): L* = ½ r σ² (rσ² + 1)/(K + rσ² + 1).
+For S = I and Σw = σ² U Uᵀ of rank r (s² = 0): L* = ½ r σ² (r + 1)/(K + r + 1).
 """
 from __future__ import annotations
 
