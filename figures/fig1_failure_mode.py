@@ -53,7 +53,6 @@ def _curve(name: str, sampler, inner, config: Config, seed: int, with_accuracy: 
     """Meta-train one zoo model; post-adaptation loss (and accuracy) on fixed tasks every eval_every."""
     spec = ZooSpec(config.dim, config.depth, config.width, config.linnet_layers, config.kfo_form)
     model, transform = build_model(name, spec, seed=seed)
-    apply = transform[1] if transform else None
     eval_batch = sampler(config.eval_tasks, make_generator(10_000))
     curve = {"iteration": [], "post_loss": [], "pre_loss": []} | ({"post_accuracy": []} if with_accuracy else {})
 
@@ -61,7 +60,8 @@ def _curve(name: str, sampler, inner, config: Config, seed: int, with_accuracy: 
         if i % config.eval_every and i != config.iterations:
             return
         with torch.no_grad():
-            out = task_losses(model, params, eval_batch, inner, apply, t_params, with_accuracy=with_accuracy)
+            learned = transform.with_params(t_params) if transform else None
+            out = task_losses(model, params, eval_batch, inner, learned, with_accuracy=with_accuracy)
         curve["iteration"].append(i)
         curve["post_loss"].append(out["post_loss"].mean().item())
         curve["pre_loss"].append(out["pre_loss"].mean().item())

@@ -66,9 +66,8 @@ def _run(config: Config, task: str, name: str, seed: int, family: LinearTaskFami
     try:
         trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr,
                              seed=seed + 1, transform=transform)
-        learned = (trained.transform_params, transform[1]) if transform else None
         est = evaluate(model, trained.params, sampler, inner, config.eval_tasks, seed=777,
-                       transform=learned, with_accuracy=classify)
+                       transform=trained.transform, with_accuracy=classify)
     except (DivergenceError, FloatingPointError) as err:
         return {"diverged": str(err)}
     return {metric: e.mean for metric, e in est.items()}

@@ -27,7 +27,7 @@ import torch
 
 from simulations.kfo import kfo_transform
 from simulations.linear_chain_maml import low_rank_meta_loss
-from simulations.maml import InnerLoop, Params, initial_params, meta_loss
+from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, meta_loss
 from simulations.models import deep_linear, shallow_linear
 from simulations.per_task_maml import per_task_meta_loss
 from simulations.tasks import make_generator, sample_regression_tasks
@@ -245,16 +245,16 @@ KFO_MEMORY_METHOD = {
             "torch.cuda.memory_allocated when it began."}
 
 
-def _kfo_step(model: torch.nn.Module, transform: tuple | None, family: LinearTaskFamily, meta_batch: int,
+def _kfo_step(model: torch.nn.Module, transform: GradientTransform | None, family: LinearTaskFamily, meta_batch: int,
               inner: InnerLoop, seed: int, dtype: torch.dtype, device: torch.device) -> Callable[[], float]:
     """One full MAML(+KFO) step on the functional path: sample, meta_loss, backward, Adam over θ (and φ)."""
     gen, params = make_generator(seed), initial_params(model)
-    t_params, apply = transform if transform is not None else ({}, None)
+    t_params = transform.params if transform is not None else {}
     opt = torch.optim.Adam([*params.values(), *t_params.values()], lr=META_LR)
 
     def step() -> float:
         batch = sample_regression_tasks(family, meta_batch, gen, dtype).to(device)
-        loss = meta_loss(model, params, batch, inner, apply, t_params or None)
+        loss = meta_loss(model, params, batch, inner, transform)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -319,7 +319,7 @@ def benchmark_kfo_cost(dim: int = 100, depth: int = 3, width: int = 64, meta_bat
             "memory": memory, "memory_ratio": memory["kfo"] / memory["plain"],
             "memory_method": KFO_MEMORY_METHOD[dev.type],
             "meta_parameters": {"theta": sum(p.numel() for p in models["plain"].parameters()),
-                                "kfo_factors": sum(t.numel() for t in transform[0].values())},
+                                "kfo_factors": sum(t.numel() for t in transform.params.values())},
             "init_loss_gap": init_gap}
 
 

@@ -128,9 +128,8 @@ def explore_simulation(config: ExploreConfig, progress: bool = False) -> dict:
             trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr,
                                  seed=config.seed + 1, transform=transform,
                                  progress=f"{name:10s}" if progress else False)
-            learned = (trained.transform_params, transform[1]) if transform else None
             est = evaluate(model, trained.params, sampler, inner, config.eval_tasks, seed=config.seed + 2,
-                           transform=learned, with_accuracy=classify)
+                           transform=trained.transform, with_accuracy=classify)
         except (DivergenceError, FloatingPointError) as err:
             raise DivergenceError(getattr(err, "iteration", config.iterations), float("nan"),
                                   f"{name} model's loss") from err

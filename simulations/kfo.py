@@ -25,8 +25,8 @@ Factor shapes by the parameter's rank (``kronecker_factor_shapes``):
 Other ranks (3-d, more than 4-d) raise ParameterError naming the parameter, unless the caller
 leaves it out of ``names`` (then its gradient passes through unchanged).
 
-``kfo_transform`` returns (transform params, apply) in the form ``simulations.maml.adapt`` takes
-(as simulations.transforms does): apply(grads, params) -> directions, pure, so ``vmap`` batches it
+``kfo_transform`` returns a ``simulations.maml.GradientTransform`` (as simulations.transforms does):
+its apply(grads, params) -> directions is pure, so ``vmap`` batches it
 over tasks with the factors shared, and ``simulations.training.meta_train(transform=...)``
 meta-learns the factors jointly with the initialisation.
 """
@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import torch
 
-from simulations.maml import Params
+from simulations.maml import GradientTransform, Params
 from theory.errors import ParameterError, require_int
 
 FORMS = ("linear", "psd", "nonlinear")
@@ -134,15 +134,15 @@ def _named_tensors(params_or_model) -> dict[str, torch.Tensor]:
 
 def kfo_transform(params_or_model, form: str = "linear", names=None, bias: bool = False, hidden: int = 2,
                   dtype: torch.dtype = torch.float64, activation: Callable = torch.relu
-                  ) -> tuple[Params, Callable[[Params, Params], Params]]:
+                  ) -> GradientTransform:
     """A Kronecker-factored gradient transform U (module doc) for the named parameters, untrained.
 
     ``params_or_model``: an nn.Module or a dict name -> tensor (its shapes and device are used).
     ``names``: the parameters U acts on (None = all; for ANIL pass the head's name); others pass
     through unchanged. ``form``: 'linear', 'psd' or 'nonlinear'; ``bias`` adds B (linear, psd);
     ``hidden``: Kronecker layers of the nonlinear form. ``dtype`` must match the model's.
-    Returns (transform params: keys '{name}:L', ':R', ':B' — ':L{j}' … for nonlinear — as leaves
-    requiring grad on the parameters' device, apply(grads, transform params) -> directions).
+    Returns a GradientTransform: params with keys '{name}:L', ':R', ':B' (':L{j}' … for nonlinear),
+    leaves requiring grad on the parameters' device, and apply(grads, params) -> directions.
     """
     if form not in FORMS:
         raise ParameterError("form", form, f"one of {FORMS}")
@@ -168,7 +168,7 @@ def kfo_transform(params_or_model, form: str = "linear", names=None, bias: bool 
     def apply(grads: Params, p: Params) -> Params:
         return {n: update(g, p, n) if n in covered else g for n, g in grads.items()}
 
-    return t_params, apply
+    return GradientTransform(t_params, apply)
 
 
 def implied_preconditioner(left, right=None, form: str = "linear") -> torch.Tensor:

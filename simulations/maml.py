@@ -66,9 +66,26 @@ class InnerLoop:
             raise ParameterError("loss", self.loss, f"one of {sorted(LOSSES)}")
 
 
-# A gradient transform U maps a task's gradients (name -> tensor) to the step direction,
-# given its own meta-learned parameters; None means the plain gradient step.
-Transform = Callable[[Params, Params], Params]
+@dataclass(frozen=True)
+class GradientTransform:
+    """A gradient transform U_φ for the inner step θ' = θ − α U_φ(∇θ L): its parameters and its map.
+
+    ``params`` holds φ (name -> tensor, the meta-learned leaves); ``apply(grads, φ) -> directions``
+    maps a task's gradients (name -> tensor) to its step directions and is pure, so ``vmap``
+    batches it over tasks with φ shared. An untrained transform is the identity; None, where a
+    transform is optional, means the plain gradient step.
+    """
+
+    params: Params
+    apply: Callable[[Params, Params], Params]
+
+    def __call__(self, grads: Params) -> Params:
+        """U_φ(grads) with this transform's own parameters φ."""
+        return self.apply(grads, self.params)
+
+    def with_params(self, params: Params) -> GradientTransform:
+        """The same map U with other parameters (trained ones, or a task's fast copy)."""
+        return GradientTransform(params, self.apply)
 
 
 def adapted_names(model: torch.nn.Module, inner: InnerLoop) -> list[str]:
@@ -84,8 +101,7 @@ def adapted_names(model: torch.nn.Module, inner: InnerLoop) -> list[str]:
 
 
 def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.Tensor,
-          inner: InnerLoop, transform: Transform | None = None, transform_params: Params | None = None
-          ) -> Params:
+          inner: InnerLoop, transform: GradientTransform | None = None) -> Params:
     """θ'_τ after k inner steps on one task's support set (x_s (K, d), y_s (K,)); pure.
 
     With ``inner.adapt_transform`` the transform's parameters φ are per-task fast weights too:
@@ -99,28 +115,28 @@ def adapt(model: torch.nn.Module, params: Params, x_s: torch.Tensor, y_s: torch.
     def support_loss(fast_params: Params) -> torch.Tensor:
         return loss_fn(functional_call(model, {**frozen, **fast_params}, (x_s,)), y_s)
 
-    t_fast, g_prev = transform_params, None
+    t_fast, g_prev = (transform.params if transform is not None else None), None
     for step in range(inner.steps):
         g = grad(support_loss)(fast)
         if inner.first_order:
             g = {n: t.detach() for n, t in g.items()}
         if transform is not None:
             if inner.adapt_transform and step > 0:
-                t_fast = _transform_step(transform, t_fast, g_prev, g, inner)
-            g_prev, g = g, transform(g, t_fast)
+                t_fast = _transform_step(transform.apply, t_fast, g_prev, g, inner)
+            g_prev, g = g, transform.apply(g, t_fast)
         fast = {n: fast[n] - inner.alpha * g[n] for n in names}
     return {**frozen, **fast}
 
 
-def _transform_step(transform: Transform, t_params: Params, g_prev: Params, g: Params, inner: InnerLoop
-                    ) -> Params:
+def _transform_step(apply: Callable[[Params, Params], Params], t_params: Params, g_prev: Params, g: Params,
+                    inner: InnerLoop) -> Params:
     """φ − α ∂L_support(θ_i)/∂φ, where θ_i = θ_{i−1} − α U_φ(g_{i−1}) was the last step (as learn2learn).
 
     The support loss depends on φ only through that step, so by the chain rule
     ∂L/∂φ = −α J_φ[U_φ(g_{i−1})]ᵀ g_i, a vector-Jacobian product with g_i = ∇θ L(θ_i); the loss
     does not depend on φ before the first step, hence no change there. First order detaches it.
     """
-    _, pull = vjp(lambda phi: transform(g_prev, phi), t_params)
+    _, pull = vjp(lambda phi: apply(g_prev, phi), t_params)
     (g_phi,) = pull({n: -inner.alpha * t for n, t in g.items()})
     if inner.first_order:
         g_phi = {k: t.detach() for k, t in g_phi.items()}
@@ -128,8 +144,8 @@ def _transform_step(transform: Transform, t_params: Params, g_prev: Params, g: P
 
 
 def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,
-                transform: Transform | None = None, transform_params: Params | None = None,
-                with_accuracy: bool = False, with_pre: bool = True) -> dict[str, torch.Tensor]:
+                transform: GradientTransform | None = None, with_accuracy: bool = False,
+                with_pre: bool = True) -> dict[str, torch.Tensor]:
     """Per-task query losses before and after adaptation, batched over tasks: each (T,).
 
     Keys: 'post_loss', 'pre_loss' (if with_pre), and the matching '*_accuracy' if with_accuracy.
@@ -143,7 +159,7 @@ def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner:
         return out
 
     def one_task(x_s, y_s, x_q, y_q):
-        fast = adapt(model, params, x_s, y_s, inner, transform, transform_params)
+        fast = adapt(model, params, x_s, y_s, inner, transform)
         out = metrics("post", functional_call(model, fast, (x_q,)), y_q)  # pred (Q,)
         if with_pre:
             out.update(metrics("pre", functional_call(model, params, (x_q,)), y_q))
@@ -153,9 +169,9 @@ def task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner:
 
 
 def meta_loss(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,
-              transform: Transform | None = None, transform_params: Params | None = None) -> torch.Tensor:
+              transform: GradientTransform | None = None) -> torch.Tensor:
     """The MAML objective on a meta-batch: mean_τ L_query,τ(θ'_τ), a scalar."""
-    return task_losses(model, params, batch, inner, transform, transform_params, with_pre=False)["post_loss"].mean()
+    return task_losses(model, params, batch, inner, transform, with_pre=False)["post_loss"].mean()
 
 
 def initial_params(model: torch.nn.Module) -> Params:

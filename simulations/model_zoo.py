@@ -40,7 +40,7 @@ def parse_models(text: str) -> tuple[str, ...]:
 
 
 def build_model(name: str, spec: ZooSpec, seed: int = 0, dtype=torch.float64):
-    """(model, transform or None) for one of MODEL_NAMES."""
+    """(model, GradientTransform or None) for one of MODEL_NAMES."""
     base = name.removesuffix("-kfo") if name != "kfo" else "shallow"
     if base == "shallow":
         model = shallow_linear(spec.dim, seed=seed, dtype=dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simulations.maml import LOSSES, InnerLoop, adapted_names
+from simulations.maml import LOSSES, GradientTransform, InnerLoop, adapted_names
 from simulations.tasks import TaskBatch
 
 
@@ -44,7 +44,7 @@ def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
 
 
 def _inner_step(learner: nn.Module, names: list[str], x_s: torch.Tensor, y_s: torch.Tensor,
-                inner: InnerLoop, transform=None, transform_params=None) -> None:
+                inner: InnerLoop, transform: GradientTransform | None = None) -> None:
     """One in-place step θ' ← θ' − α U(∇θ' L_support(θ')) on the adapted parameters of ``learner``
     (U = identity, or a gradient transform such as KFO applied to this task's gradients)."""
     owners = [_owner(learner, n) for n in names]
@@ -52,14 +52,14 @@ def _inner_step(learner: nn.Module, names: list[str], x_s: torch.Tensor, y_s: to
     loss = LOSSES[inner.loss](learner(x_s), y_s)  # scalar, support loss of this task
     grads = torch.autograd.grad(loss, fast, create_graph=not inner.first_order)
     if transform is not None:
-        moved = transform(dict(zip(names, grads)), transform_params)
+        moved = transform(dict(zip(names, grads)))
         grads = [moved[n] for n in names]
     for (mod, leaf), p, g in zip(owners, fast, grads):
         mod._parameters[leaf] = p - inner.alpha * g  # non-leaf fast weight, still a function of θ
 
 
-def per_task_meta_loss(model: nn.Module, batch: TaskBatch, inner: InnerLoop, transform=None,
-                       transform_params=None) -> torch.Tensor:
+def per_task_meta_loss(model: nn.Module, batch: TaskBatch, inner: InnerLoop,
+                       transform: GradientTransform | None = None) -> torch.Tensor:
     """The MAML objective mean_τ L_query,τ(θ'_τ), one task at a time on a cloned module (a scalar).
 
     MAML (inner.adapt = "all") adapts every parameter, ANIL ("head") only the head
@@ -72,7 +72,6 @@ def per_task_meta_loss(model: nn.Module, batch: TaskBatch, inner: InnerLoop, tra
     for t in range(batch.n_tasks):
         learner = clone_module(model)
         for _ in range(inner.steps):
-            _inner_step(learner, names, batch.x_support[t], batch.y_support[t], inner, transform,
-                        transform_params)  # (K, d), (K,)
+            _inner_step(learner, names, batch.x_support[t], batch.y_support[t], inner, transform)  # (K, d), (K,)
         total = total + loss_fn(learner(batch.x_query[t]), batch.y_query[t])  # (Q, d), (Q,)
     return total / batch.n_tasks

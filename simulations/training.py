@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from simulations.maml import InnerLoop, Params, Transform, initial_params, meta_loss, task_losses
+from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, meta_loss, task_losses
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator
 from theory.errors import DivergenceError, require_int, require_real
@@ -17,16 +17,17 @@ TaskSampler = Callable[[int, torch.Generator], TaskBatch]  # (n_tasks, generator
 
 @dataclass
 class MetaTrainResult:
-    """Meta-learned parameters and the meta-loss history (one value per iteration)."""
+    """Meta-learned parameters θ, the meta-learned gradient transform (None if there was none) and the
+    meta-loss history (one value per iteration)."""
 
     params: Params
-    transform_params: Params = field(default_factory=dict)
+    transform: GradientTransform | None = None
     history: list[float] = field(default_factory=list)
 
 
 def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, iterations: int,
                meta_batch: int = 32, meta_lr: float = 1e-3, seed: int = 0,
-               transform: tuple[Params, Transform] | None = None, learn_init: bool = True,
+               transform: GradientTransform | None = None, learn_init: bool = True,
                lr_decay: bool = False, progress: bool | str = False,
                on_step: Callable[[int, Params, Params], None] | None = None) -> MetaTrainResult:
     """Minimise the MAML objective with Adam over θ (and the transform's parameters, if any).
@@ -42,7 +43,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     meta_batch = require_int("meta_batch", meta_batch, 1)
     require_real("meta_lr", meta_lr, 0.0, strict=True)
     params = initial_params(model)
-    t_params, t_apply = transform if transform is not None else ({}, None)
+    t_params = transform.params if transform is not None else {}
     leaves = (list(params.values()) if learn_init else []) + list(t_params.values())
     for p in params.values():
         p.requires_grad_(learn_init)
@@ -56,7 +57,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     if on_step is not None:
         on_step(0, params, t_params)
     for it in bar:
-        loss = objective(model, params, sampler(meta_batch, gen), inner, t_apply, t_params)
+        loss = objective(model, params, sampler(meta_batch, gen), inner, transform)
         if not torch.isfinite(loss):
             raise DivergenceError(it, loss.item())
         opt.zero_grad()
@@ -67,8 +68,8 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
         history.append(loss.item())
         if on_step is not None:
             on_step(it + 1, params, t_params)
-    return MetaTrainResult({n: p.detach() for n, p in params.items()},
-                           {n: p.detach() for n, p in t_params.items()}, history)
+    learned = transform.with_params({n: p.detach() for n, p in t_params.items()}) if transform else None
+    return MetaTrainResult({n: p.detach() for n, p in params.items()}, learned, history)
 
 
 def _objective(model: torch.nn.Module, transform) -> Callable:
@@ -82,17 +83,16 @@ def _objective(model: torch.nn.Module, transform) -> Callable:
 
 
 def evaluate(model: torch.nn.Module, params: Params, sampler: TaskSampler, inner: InnerLoop,
-             n_tasks: int = 2000, seed: int = 12345, transform: tuple[Params, Transform] | None = None,
+             n_tasks: int = 2000, seed: int = 12345, transform: GradientTransform | None = None,
              with_accuracy: bool = False, chunk: int = 1000) -> dict[str, Estimate]:
     """Pre- and post-adaptation query losses (and accuracies) on fresh tasks, as Estimates."""
     n_tasks = require_int("n_tasks", n_tasks, 2)
-    t_params, t_apply = transform if transform is not None else ({}, None)
     gen = make_generator(seed)
     parts: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():  # torch.func.grad inside still differentiates the inner loop
         for start in range(0, n_tasks, chunk):
             batch = sampler(min(chunk, n_tasks - start), gen)
-            out = task_losses(model, params, batch, inner, t_apply, t_params, with_accuracy)
+            out = task_losses(model, params, batch, inner, transform, with_accuracy)
             for key, value in out.items():
                 parts.setdefault(key, []).append(value.detach())
     return {key: Estimate.from_samples(torch.cat(v)) for key, v in parts.items()}

@@ -119,7 +119,7 @@ def test_remainder_is_second_order_in_alpha():
 
 
 @FAST
-@given(nets(), st.sampled_from(["top", "bottom"]))
+@given(nets(), st.sampled_from(["head", "bottom"]))
 def test_single_layer_step_is_exact_at_finite_alpha(net, adapt):
     layers, x, y = make_net(*net)
     alpha = 0.3
@@ -130,9 +130,9 @@ def test_single_layer_step_is_exact_at_finite_alpha(net, adapt):
     assert_close(deep_linear.preconditioned_step(w, g, p, alpha), literal, IDENTITY_TOL,
                  f"{adapt}: W − α unvec(P vec G)")
     ((right, left),) = deep_linear.preconditioner_factors(layers, adapt)  # (B_lᵀB_l, A_lA_lᵀ)
-    closed = w - alpha * (g @ right if adapt == "top" else left @ g)  # W − αG B_LᵀB_L or W − αA_1A_1ᵀG
+    closed = w - alpha * (g @ right if adapt == "head" else left @ g)  # W − αG B_LᵀB_L or W − αA_1A_1ᵀG
     assert_close(closed, literal, IDENTITY_TOL, f"{adapt}: closed form")
-    if adapt == "top":
+    if adapt == "head":
         assert np.allclose(left, np.eye(len(left)))
     else:
         assert np.allclose(right, np.eye(len(right)))

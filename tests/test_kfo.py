@@ -7,7 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from simulations.kfo import FORMS, implied_preconditioner, kfo_transform, kronecker_factor_shapes
-from simulations.maml import InnerLoop, adapt, initial_params, meta_loss, squared_loss, task_losses
+from simulations.maml import GradientTransform, InnerLoop, adapt, initial_params, meta_loss, squared_loss, task_losses
 from simulations.models import deep_linear, shallow_linear
 from simulations.statistics import Z_CHECK
 from simulations.tasks import sample_regression_tasks
@@ -58,14 +58,16 @@ def test_untrained_kfo_is_exactly_the_plain_step(form):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(5, 2, 4, 4, generator=gen, dtype=torch.float64)  # (K, channels, h, w)
     y = torch.randn(5, generator=gen, dtype=torch.float64)  # (K,)
-    t_params, apply = kfo_transform(model, form, bias=True)
+    kfo = kfo_transform(model, form, bias=True)
+    t_params, apply = kfo.params, kfo.apply
     grads = {n: torch.randn(p.shape, generator=gen, dtype=torch.float64) for n, p in model.named_parameters()}
     for n, g in apply(grads, t_params).items():
         assert_close(g.detach().numpy(), grads[n].numpy(), 1e-15, f"{form} {n} {tuple(g.shape)}")
     params = initial_params(model)
     for steps in (1, 3):
         inner = InnerLoop(0.1, steps)
-        plain, kfo = adapt(model, params, x, y, inner), adapt(model, params, x, y, inner, apply, t_params)
+        plain = adapt(model, params, x, y, inner)
+        kfo = adapt(model, params, x, y, inner, GradientTransform(t_params, apply))
         for n in plain:
             assert_close(kfo[n].detach().numpy(), plain[n].detach().numpy(), 1e-15, f"{form} k={steps} {n}")
 
@@ -78,7 +80,8 @@ def test_factor_shapes():
 @pytest.mark.parametrize("form", ["linear", "psd"])
 @pytest.mark.parametrize("shape", [s for s in SHAPES if len(s) < 4])
 def test_apply_is_the_explicit_kronecker_product_on_vec_g(form, shape):
-    t_params, apply = kfo_transform({"w": torch.zeros(shape, dtype=torch.float64)}, form)
+    kfo = kfo_transform({"w": torch.zeros(shape, dtype=torch.float64)}, form)
+    t_params, apply = kfo.params, kfo.apply
     t_params = _random_factors(t_params, seed=len(shape) + sum(shape))
     g = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     out = apply({"w": g}, t_params)["w"].detach()
@@ -102,7 +105,8 @@ def test_linear_preconditioner_has_the_transposed_right_factor():
 @pytest.mark.parametrize("form", ["linear", "psd"])
 def test_conv_factors_are_shared_across_output_channels(form):
     conv = nn.Conv2d(2, 4, (2, 3)).to(torch.float64)
-    t_params, apply = kfo_transform(conv, form, names=["weight"])
+    kfo = kfo_transform(conv, form, names=["weight"])
+    t_params, apply = kfo.params, kfo.apply
     assert t_params["weight:L"].shape == (2, 2) and t_params["weight:R"].shape == (6, 6)
     t_params = _random_factors(t_params, seed=5)
     g = torch.randn(4, 2, 2, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
@@ -120,7 +124,8 @@ def test_unsupported_ranks_raise_unless_excluded(shape):
     with pytest.raises(ParameterError) as info:
         kfo_transform(params)
     assert info.value.parameter == "odd" and "rank 0" in str(info.value)
-    t_params, apply = kfo_transform(params, names=["w"])
+    kfo = kfo_transform(params, names=["w"])
+    t_params, apply = kfo.params, kfo.apply
     assert set(t_params) == {"w:L", "w:R"}
     g = torch.ones(shape)
     assert apply({"odd": g}, t_params)["odd"] is g
@@ -140,14 +145,15 @@ def test_bad_arguments_raise(kwargs, parameter):
 @pytest.mark.parametrize("form", FORMS)
 def test_meta_gradients_reach_every_factor(form):
     model = deep_linear(6, 3, 4)
-    t_params, apply = kfo_transform(model, form, bias=True)
+    kfo = kfo_transform(model, form, bias=True)
+    t_params, apply = kfo.params, kfo.apply
     if form == "nonlinear":  # at L_m = 0 only N's last layer gets a gradient: move it off zero first
         t_params = {k: (0.3 * torch.ones_like(v) if ":L1" in k else v.detach()).requires_grad_(True)
                     for k, v in t_params.items()}
     assert all(t.is_leaf and t.requires_grad for t in t_params.values())
     params = initial_params(model)
     batch = sample_regression_tasks(FAMILY, 8, 7)
-    meta_loss(model, params, batch, InnerLoop(0.2, 2), apply, t_params).backward()
+    meta_loss(model, params, batch, InnerLoop(0.2, 2), GradientTransform(t_params, apply)).backward()
     for k, t in {**params, **t_params}.items():
         assert t.grad is not None and t.grad.abs().max() > 0, k
 
@@ -155,26 +161,29 @@ def test_meta_gradients_reach_every_factor(form):
 @pytest.mark.parametrize("adapt_transform", [False, True])
 def test_batched_kfo_step_equals_a_per_task_loop(adapt_transform):
     model = deep_linear(6, 2, 4)
-    t_params, apply = kfo_transform(model, "linear", bias=True)
+    kfo = kfo_transform(model, "linear", bias=True)
+    t_params, apply = kfo.params, kfo.apply
     t_params = {k: (v.detach() + 0.1 * r.detach()).requires_grad_(True)
                 for (k, v), r in zip(t_params.items(), _random_factors(t_params, 8).values())}
     params, batch = initial_params(model), sample_regression_tasks(FAMILY, 6, 9)
     inner = InnerLoop(0.2, 2, adapt_transform=adapt_transform)
-    batched = task_losses(model, params, batch, inner, apply, t_params)["post_loss"]
+    batched = task_losses(model, params, batch, inner, GradientTransform(t_params, apply))["post_loss"]
     for t in range(batch.n_tasks):
-        fast = adapt(model, params, batch.x_support[t], batch.y_support[t], inner, apply, t_params)
+        fast = adapt(model, params, batch.x_support[t], batch.y_support[t], inner, GradientTransform(t_params, apply))
         loop = squared_loss(functional_call(model, fast, (batch.x_query[t],)), batch.y_query[t])
         assert_close(batched[t].item(), loop.item(), 1e-12, f"task {t}")
 
 
 def test_adapt_transform_acts_from_the_second_step_as_learn2learn():
     model = deep_linear(6, 2, 4)
-    t_params, apply = kfo_transform(model, "psd", bias=True)
+    kfo = kfo_transform(model, "psd", bias=True)
+    t_params, apply = kfo.params, kfo.apply
     params, batch = initial_params(model), sample_regression_tasks(FAMILY, 1, 10)
     x, y = batch.x_support[0], batch.y_support[0]
-    one = [adapt(model, params, x, y, InnerLoop(0.3, 1, adapt_transform=a), apply, t_params) for a in (0, 1)]
+    transform = GradientTransform(t_params, apply)
+    one = [adapt(model, params, x, y, InnerLoop(0.3, 1, adapt_transform=a), transform) for a in (0, 1)]
     assert all(torch.equal(one[0][n], one[1][n]) for n in params)
-    two = [adapt(model, params, x, y, InnerLoop(0.3, 2, adapt_transform=a), apply, t_params) for a in (0, 1)]
+    two = [adapt(model, params, x, y, InnerLoop(0.3, 2, adapt_transform=a), transform) for a in (0, 1)]
     assert max((two[0][n] - two[1][n]).abs().max() for n in params) > 1e-4
 
     def loss(p):  # the literal GBML sequence: step θ, then φ ← φ − α ∂L(θ₁)/∂φ, then step θ again
@@ -194,23 +203,24 @@ def test_adapt_transform_acts_from_the_second_step_as_learn2learn():
 def test_nonlinear_form_is_the_identity_until_trained():
     model = deep_linear(6, 2, 4)
     transform = kfo_transform(model, "nonlinear", hidden=2)
-    assert sorted(transform[0]) == sorted(f"{n}:{f}{j}" for n in dict(model.named_parameters())
+    assert sorted(transform.params) == sorted(f"{n}:{f}{j}" for n in dict(model.named_parameters())
                                           for f in "LRB" for j in range(2))
     grads = {n: torch.randn(p.shape, dtype=torch.float64) for n, p in model.named_parameters()}
-    assert all(torch.equal(u, grads[n]) for n, u in transform[1](grads, transform[0]).items())
+    assert all(torch.equal(u, grads[n]) for n, u in transform(grads).items())
     result = meta_train(model, lambda n, gen: sample_regression_tasks(FAMILY, n, gen), InnerLoop(0.2), 1,
                         meta_batch=8, meta_lr=0.01, transform=transform)
-    after = transform[1](grads, result.transform_params)
+    after = result.transform(grads)
     assert min((after[n] - grads[n]).abs().max() for n in grads) > 1e-4
 
 
 def test_anil_kfo_covers_only_the_head():
     model = deep_linear(6, 3, 4)
-    t_params, apply = kfo_transform(model, "psd", names=[model.head_name])
+    kfo = kfo_transform(model, "psd", names=[model.head_name])
+    t_params, apply = kfo.params, kfo.apply
     assert set(t_params) == {f"{model.head_name}:L", f"{model.head_name}:R"}
     params = initial_params(model)
     meta_loss(model, params, sample_regression_tasks(FAMILY, 8, 11), InnerLoop(0.2, adapt="head"),
-              apply, t_params).backward()
+              GradientTransform(t_params, apply)).backward()
     assert t_params[f"{model.head_name}:R"].grad.abs().max() > 0
 
 
@@ -225,7 +235,7 @@ def test_short_meta_training_beats_the_shallow_models_best_step():
     result = meta_train(model, sampler, InnerLoop(0.5), 300, meta_batch=64, meta_lr=0.02, seed=12,
                         transform=transform, lr_decay=True)
     est = evaluate(model, result.params, sampler, InnerLoop(0.5), 5000, seed=13,
-                   transform=(result.transform_params, transform[1]))["post_loss"]
+                   transform=result.transform)["post_loss"]
     best_shallow = shallow_maml.best_post_adaptation_loss(family)
     assert est.mean + Z_CHECK * est.stderr < best_shallow, (est, best_shallow)
     assert np.isfinite(result.history).all()

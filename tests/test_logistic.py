@@ -91,7 +91,7 @@ def test_first_order_step_is_the_preconditioned_gradient(net, adapt):
 
 
 @FAST
-@given(classifiers(), st.sampled_from(["top", "bottom"]))
+@given(classifiers(), st.sampled_from(["head", "bottom"]))
 def test_single_layer_step_is_exact_at_finite_alpha(net, adapt):
     layers, x, y = make_classifier(*net)
     alpha = 0.3

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations.maml import InnerLoop, meta_loss
+from simulations.maml import GradientTransform, InnerLoop, meta_loss
 from simulations.meta_gradient import shallow_meta_gradient
 from simulations.models import shallow_linear
 from simulations.tasks import sample_regression_tasks
@@ -24,18 +24,18 @@ def test_closed_form_meta_gradient_matches_autograd(dim, support, query, alpha, 
 
     model = shallow_linear(dim)
     params = {model.head_name: theta[None].clone().requires_grad_(True)}
-    _, apply_p = matrix_preconditioner(model.head_name, dim)
     p_param = {"precond": precond.clone().requires_grad_(True)}
-    loss = meta_loss(model, params, batch, InnerLoop(alpha), apply_p, p_param)
+    preconditioner = matrix_preconditioner(model.head_name, dim).with_params(p_param)
+    loss = meta_loss(model, params, batch, InnerLoop(alpha), preconditioner)
     loss.backward()
     assert_close(closed.loss.item(), loss.item(), 1e-12, "loss")
     assert_close(closed.theta.numpy(), params[model.head_name].grad[0].numpy(), 1e-10, "∂/∂θ")
     assert_close(closed.precond.numpy(), p_param["precond"].grad.numpy(), 1e-10, "∂/∂P")
 
     # ∂/∂α through a scalar step exp(s)·α at s = 0: d/ds = α ∂L/∂α
-    scale_params, apply_s = scalar_step()
-    composed = {"log_scale": scale_params["log_scale"]}
-    loss_s = meta_loss(model, {model.head_name: theta[None]}, batch, InnerLoop(alpha),
-                       lambda g, p: apply_p(apply_s(g, p), {"precond": precond}), composed)
-    (ds,) = torch.autograd.grad(loss_s, [composed["log_scale"]])
+    scale = scalar_step()
+    fixed = preconditioner.with_params({"precond": precond})
+    composed = GradientTransform(scale.params, lambda g, p: fixed(scale.apply(g, p)))
+    loss_s = meta_loss(model, {model.head_name: theta[None]}, batch, InnerLoop(alpha), composed)
+    (ds,) = torch.autograd.grad(loss_s, [scale.params["log_scale"]])
     assert_close(alpha * closed.alpha.item(), ds.item(), 1e-10, "∂/∂α")

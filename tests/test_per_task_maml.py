@@ -14,7 +14,7 @@ import torch
 
 from simulations.benchmark import benchmark_meta_training, format_benchmark
 from simulations.linear_chain_maml import low_rank_meta_loss
-from simulations.maml import InnerLoop, initial_params, meta_loss
+from simulations.maml import GradientTransform, InnerLoop, initial_params, meta_loss
 from simulations.models import deep_linear
 from simulations.per_task_maml import per_task_meta_loss
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
@@ -115,15 +115,16 @@ def test_loop_with_kfo_matches_batched_kfo():
     family = LinearTaskFamily.subspace(5, 3, 4, rank=2, seed=2)
     model = deep_linear(5, 2, 3, seed=1)
     batch = sample_regression_tasks(family, 4, 9)
-    t_params, apply = kfo_transform(model)
+    kfo = kfo_transform(model)
+    t_params, apply = kfo.params, kfo.apply
     with torch.no_grad():
         for value in t_params.values():
             value.add_(0.1 * torch.randn(value.shape, generator=torch.Generator().manual_seed(3), dtype=value.dtype))
     inner = InnerLoop(0.2)
     params = initial_params(model)
-    batched = meta_loss(model, params, batch, inner, apply, t_params)
+    batched = meta_loss(model, params, batch, inner, GradientTransform(t_params, apply))
     g_batched = torch.autograd.grad(batched, [*params.values(), *t_params.values()])
-    loop = per_task_meta_loss(model, batch, inner, apply, t_params)
+    loop = per_task_meta_loss(model, batch, inner, GradientTransform(t_params, apply))
     g_loop = torch.autograd.grad(loop, [*model.parameters(), *t_params.values()])
     assert_close(loop.item(), batched.item(), 1e-12)
     for a, b in zip(g_loop, g_batched):

@@ -14,7 +14,7 @@ import torch
 
 import paper_repro
 from simulations.kfo import kfo_transform
-from simulations.maml import InnerLoop, adapt, adapted_names, initial_params, meta_loss
+from simulations.maml import GradientTransform, InnerLoop, adapt, adapted_names, initial_params, meta_loss
 from simulations.per_task_maml import per_task_meta_loss
 from simulations.tasks import TaskBatch
 from simulations.vision.convnet import BatchNorm2d, ConvNet
@@ -120,9 +120,10 @@ def test_untrained_kfo_on_the_conv_net_is_the_plain_step(method):
     inner = InnerLoop(0.4, 1, False, method, "cross_entropy")
     names = None if method == "all" else list(model.head_names)
     params = initial_params(model)
-    t_params, t_apply = kfo_transform(params, "linear", names=names)
+    kfo = kfo_transform(params, "linear", names=names)
+    t_params, t_apply = kfo.params, kfo.apply
     assert any(k.startswith("blocks.0.conv.weight") for k in t_params) == (method == "all")
-    with_kfo = meta_loss(model, params, batch, inner, t_apply, t_params)
+    with_kfo = meta_loss(model, params, batch, inner, GradientTransform(t_params, t_apply))
     g_kfo = torch.autograd.grad(with_kfo, list(params.values()) + list(t_params.values()))
     plain = meta_loss(model, params, batch, inner)
     g_plain = torch.autograd.grad(plain, list(params.values()))

@@ -10,7 +10,7 @@ One gradient step W_l ← W_l − α ∂L/∂W_l on the adapted layers moves the
     W' − W = −α Σ_l A_l A_lᵀ G B_lᵀ B_l + O(α²),
 so vec(W' − W) = −α P vec(G) + O(α²) with P = Σ_l (B_lᵀB_l) ⊗ (A_lA_lᵀ) (column-major vec,
 vec(AXB) = (Bᵀ ⊗ A) vec X). A shallow model (L = 1) has P = I: a plain gradient step. When a
-single layer adapts ("top": ANIL's head W_L, or "bottom": W_1) the step is exactly linear in α.
+single layer adapts ("head": ANIL's W_L, or "bottom": W_1) the step is exactly linear in α.
 
 Layers are listed bottom first: ``layers[0]`` is W_1 of shape (h_1, in).
 """
@@ -21,7 +21,7 @@ import sympy as sp
 
 from theory.errors import ParameterError, require_int
 
-ADAPT_CHOICES = ("all", "top", "bottom")
+ADAPT_CHOICES = ("all", "head", "bottom")
 
 
 # -- the end-to-end map ------------------------------------------------------------------------
@@ -54,7 +54,7 @@ def _check_layers(layers) -> list[np.ndarray]:
 
 def _check_adapt(adapt: str) -> str:
     if adapt not in ADAPT_CHOICES:
-        raise ParameterError("adapt", adapt, "one of 'all', 'top' (only W_L) or 'bottom' (only W_1)")
+        raise ParameterError("adapt", adapt, "one of 'all', 'head' (only W_L) or 'bottom' (only W_1)")
     return adapt
 
 
@@ -178,21 +178,21 @@ def latex_depth2_update() -> str:
 def preconditioner_factors(layers, adapt: str = "all") -> list[tuple[np.ndarray, np.ndarray]]:
     """Kronecker factors [(B_lᵀB_l, A_lA_lᵀ)] of P = Σ_l (B_lᵀB_l) ⊗ (A_lA_lᵀ), l over adapted layers.
 
-    ``adapt`` = "all" sums l = 1..L; "top" keeps l = L (only W_L adapts, as in ANIL); "bottom"
+    ``adapt`` = "all" sums l = 1..L; "head" keeps l = L (only W_L adapts, as in ANIL); "bottom"
     keeps l = 1 (only W_1 adapts). Each pair is ((in, in), (out, out)).
     """
     mats = _check_layers(layers)
     adapt = _check_adapt(adapt)
     above, below = _outer_products(mats)
     pairs = [(b.T @ b, a @ a.T) for a, b in zip(above, below)]  # ((in, in), (out, out))
-    return {"all": pairs, "top": pairs[-1:], "bottom": pairs[:1]}[adapt]
+    return {"all": pairs, "head": pairs[-1:], "bottom": pairs[:1]}[adapt]
 
 
 def implicit_preconditioner(layers, adapt: str = "all") -> np.ndarray:
     """Implicit preconditioner P of one layerwise step, (out·in, out·in).
 
     vec(W' − W) = −α P vec(G) + O(α²),  P = Σ_l (B_lᵀB_l) ⊗ (A_lA_lᵀ), with column-major vec.
-    P is symmetric positive semi-definite; P = I at depth 1. With adapt = "top" the step is exact,
+    P is symmetric positive semi-definite; P = I at depth 1. With adapt = "head" the step is exact,
     W' = W − α G B_LᵀB_L; with adapt = "bottom" it is exact too, W' = W − α A_1A_1ᵀ G.
     """
     factors = preconditioner_factors(layers, adapt)

@@ -105,7 +105,7 @@ def deep_logistic_first_order_step(layers, x, y, adapt: str = "all") -> np.ndarr
 
     W' = W − α unvec(P vec G) + O(α²), P = Σ_l (B_lᵀB_l) ⊗ (A_lA_lᵀ) from
     ``deep_linear.implicit_preconditioner`` and G the logistic end-to-end gradient at W = W_L ⋯ W_1.
-    With adapt = "top" or "bottom" the step is exactly linear in α.
+    With adapt = "head" or "bottom" the step is exactly linear in α.
     """
     w = end_to_end(layers)  # (1, d)
     if w.shape[0] != 1:

@@ -54,7 +54,7 @@ def _single_layer_check(adapt: str, label: str) -> Check:
 
 
 def check_anil_step(scale: float) -> Check:
-    return _single_layer_check("top", "anil")
+    return _single_layer_check("head", "anil")
 
 
 def check_bottom_step(scale: float) -> Check:

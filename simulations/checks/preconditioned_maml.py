@@ -46,7 +46,7 @@ def check_meta_learned_precond(scale: float) -> Check:
                         meta_batch=128, meta_lr=0.01, seed=12,
                         transform=matrix_preconditioner(model.head_name, family.dim), lr_decay=True)
     est = estimate_preconditioned_post_adaptation_loss(
-        family, result.params[model.head_name].numpy().ravel(), result.transform_params["precond"].numpy(),
+        family, result.params[model.head_name].numpy().ravel(), result.transform.params["precond"].numpy(),
         0.1, int(50_000 * scale), seed=13)
     return interval_check("preconditioned_maml.meta_learned", "d=20, K=5, r=2: MAML learns θ and a full P",
                           preconditioned_maml.preconditioned_best_post_loss(family), est)
@@ -59,10 +59,10 @@ def check_kfo_psd_step(scale: float) -> Check:
     left, right = rng.standard_normal((1, 1)), rng.standard_normal((d, d))
     model = shallow_linear(d)
     name = model.head_name
-    _, apply = kfo_transform(model, "psd", names=[name])
     factors = {f"{name}:L": torch.as_tensor(left), f"{name}:R": torch.as_tensor(right)}
+    transform = kfo_transform(model, "psd", names=[name]).with_params(factors)
     literal = adapt(model, {name: torch.as_tensor(theta)}, torch.as_tensor(x), torch.as_tensor(y),
-                    InnerLoop(alpha), apply, factors)[name].numpy()  # (1, d), autograd
+                    InnerLoop(alpha), transform)[name].numpy()  # (1, d), autograd
     grad = ((x @ theta.ravel() - y) @ x / k).reshape(1, d)  # G = ∇θ ½ mean (θᵀx − y)², (1, d)
     precond = np.kron(right.T @ right, left.T @ left)  # P = (RᵀR) ⊗ (LᵀL), (d, d)
     step = (precond @ grad.ravel(order="F")).reshape(1, d, order="F")  # unvec(P vec G), column-major
@@ -78,7 +78,7 @@ def check_kfo_reaches_optimal_preconditioner(scale: float) -> Check:
     result = meta_train(model, regression_sampler(family), inner, int(1500 * scale) + 100,
                         meta_batch=128, meta_lr=0.01, seed=12, transform=transform, lr_decay=True)
     est = evaluate(model, result.params, regression_sampler(family), inner, int(200_000 * scale), seed=13,
-                   transform=(result.transform_params, transform[1]))["post_loss"]
+                   transform=result.transform)["post_loss"]
     return interval_check("preconditioned_maml.kfo_meta_learned",
                           "d=20, K=5, r=2, α=0.5: MAML learns θ and PSD KFO factors L (1×1), R (20×20)",
                           preconditioned_maml.preconditioned_best_post_loss(family), est)
@@ -93,10 +93,9 @@ def check_meta_gradient(scale: float) -> Check:
     closed = shallow_meta_gradient(theta, batch, 0.3, precond)
     model = shallow_linear(7)
     params = {model.head_name: theta[None].clone().requires_grad_(True)}
-    _, t_apply = matrix_preconditioner(model.head_name, 7)
-    t_params = {"precond": precond.clone().requires_grad_(True)}
-    meta_loss(model, params, batch, InnerLoop(0.3), t_apply, t_params).backward()
-    auto = np.concatenate([params[model.head_name].grad.ravel(), t_params["precond"].grad.ravel()])
+    transform = matrix_preconditioner(model.head_name, 7).with_params({"precond": precond.clone().requires_grad_(True)})
+    meta_loss(model, params, batch, InnerLoop(0.3), transform).backward()
+    auto = np.concatenate([params[model.head_name].grad.ravel(), transform.params["precond"].grad.ravel()])
     mine = np.concatenate([closed.theta.ravel(), closed.precond.ravel()])
     return identity_check("preconditioned_maml.meta_gradient",
                           "d=7, K=3, 16 tasks: closed-form ∂/∂θ and ∂/∂P vs autograd", mine, auto)

@@ -113,7 +113,7 @@ def check_optimal_alpha(scale: float) -> Check:
     result = meta_train(model, regression_sampler(family), InnerLoop(base), int(1500 * scale) + 100,
                         meta_batch=128, meta_lr=0.02, seed=9, learn_init=False,
                         transform=scalar_step(), lr_decay=True)
-    learned = base * float(torch.exp(result.transform_params["log_scale"]))
+    learned = base * float(torch.exp(result.transform.params["log_scale"]))
     theory = shallow_maml.optimal_step_size(family)
     return optimum_check("shallow_maml.optimal_step_size", "d=20, K=5, r=4, s²=0.5, θ=μ, α meta-learned by MAML",
                          theory, learned, abs(learned - theory) / theory, 0.1, "relative error")

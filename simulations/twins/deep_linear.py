@@ -20,13 +20,13 @@ import torch.nn.functional as F
 from theory.errors import ParameterError
 
 LOSSES = ("squared", "logistic")
-ADAPT_CHOICES = ("all", "top", "bottom")
+ADAPT_CHOICES = ("all", "head", "bottom")
 
 
 def literal_layer_step(layers, x, y, alpha, loss: str = "squared", adapt: str = "all") -> torch.Tensor:
     """End-to-end map W' = Π_l (W_l − α ∂L/∂W_l) after one literal gradient step, (out, in) float64.
 
-    ``adapt`` picks the layers that step: "all", "top" (only W_L, as in ANIL) or "bottom" (only W_1);
+    ``adapt`` picks the layers that step: "all", "head" (only W_L, as in ANIL) or "bottom" (only W_1);
     the others stay fixed. ``alpha`` may be a float or a float64 tensor; as a tensor that requires
     grad, W' is differentiable in α (the layer gradients are evaluated at the given layers and are
     constants in α), so d W'/dα at α = 0 is the first-order step.
@@ -106,8 +106,8 @@ def _as_layers(layers) -> list[torch.Tensor]:
 
 def _adapted_indices(depth: int, adapt: str) -> list[int]:
     if adapt not in ADAPT_CHOICES:
-        raise ParameterError("adapt", adapt, "one of 'all', 'top' (only W_L) or 'bottom' (only W_1)")
-    return {"all": list(range(depth)), "top": [depth - 1], "bottom": [0]}[adapt]
+        raise ParameterError("adapt", adapt, "one of 'all', 'head' (only W_L) or 'bottom' (only W_1)")
+    return {"all": list(range(depth)), "head": [depth - 1], "bottom": [0]}[adapt]
 
 
 def _as_data(x, y, mats: list[torch.Tensor], loss: str) -> tuple[torch.Tensor, torch.Tensor]:

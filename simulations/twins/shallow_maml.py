@@ -28,17 +28,17 @@ def shallow_query_losses(family: LinearTaskFamily, theta, alpha: float, steps: i
     """
     model = shallow_linear(family.dim)
     params = {model.head_name: torch.as_tensor(np.asarray(theta, float)).reshape(1, family.dim)}
-    t_apply, t_params = None, None
+    transform = None
     if precond is not None:
-        _, t_apply = matrix_preconditioner(model.head_name, family.dim)
-        t_params = {"precond": torch.as_tensor(np.asarray(precond, float))}
+        transform = matrix_preconditioner(model.head_name, family.dim).with_params(
+            {"precond": torch.as_tensor(np.asarray(precond, float))})
     inner = InnerLoop(alpha=alpha, steps=steps)
     gen = make_generator(seed)
     parts = {"pre_loss": [], "post_loss": []}
     with torch.no_grad():
         for start in range(0, n_tasks, CHUNK):
             batch = sample_regression_tasks(family, min(CHUNK, n_tasks - start), gen)
-            out = task_losses(model, params, batch, inner, t_apply, t_params)
+            out = task_losses(model, params, batch, inner, transform)
             for key, values in parts.items():
                 values.append(out[key])
     return {k: torch.cat(v) for k, v in parts.items()}

@@ -36,7 +36,8 @@ def _step(path: str, method: str, sampler, ways: int, image_shape, depth: int, w
         torch.manual_seed(seed)
         model = standard_convnet("digits", ways, image_shape, depth, width).to(device)
     names = adapted_names(model, inner) if use_kfo or adapt == "head" else None
-    t_params, apply = kfo_transform(model, names=names, dtype=torch.float32) if use_kfo else ({}, None)
+    transform = kfo_transform(model, names=names, dtype=torch.float32) if use_kfo else None
+    t_params = transform.params if transform is not None else {}
     params = initial_params(model) if path == "batched" else dict(model.named_parameters())
     opt = torch.optim.Adam([*params.values(), *t_params.values()], lr=0.003)
     gen = make_generator(seed)
@@ -44,9 +45,9 @@ def _step(path: str, method: str, sampler, ways: int, image_shape, depth: int, w
     def step() -> float:
         batch = sampler(meta_batch, gen).to(device)
         if path == "batched":
-            loss = meta_loss(model, params, batch, inner, apply, t_params or None)
+            loss = meta_loss(model, params, batch, inner, transform)
         else:
-            loss = per_task_meta_loss(model, batch, inner, apply, t_params or None)
+            loss = per_task_meta_loss(model, batch, inner, transform)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from simulations.atomic_io import atomic_write_bytes
 from simulations.kfo import kfo_transform
-from simulations.maml import InnerLoop, Params, initial_params, task_losses
+from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, task_losses
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator
 from simulations.vision.convnet import ConvNet, default_width, standard_convnet
@@ -160,11 +160,11 @@ class _State:
     def __init__(self, model: ConvNet, config: VisionConfig, device: torch.device):
         self.model, self.config, self.inner = model, config, config.inner
         self.params: Params = initial_params(model)  # θ, on ``device``
-        self.t_params, self.t_apply = {}, None
+        self.transform: GradientTransform | None = None
         if config.kfo:  # φ: identity factors, so an untrained KFO is the plain step
             names = None if config.method == "maml" else list(model.head_names)
-            self.t_params, self.t_apply = kfo_transform(self.params, "linear", names=names,
-                                                        dtype=torch.float32)
+            self.transform = kfo_transform(self.params, "linear", names=names, dtype=torch.float32)
+        self.t_params: Params = self.transform.params if self.transform is not None else {}  # φ
         self.optimizer = torch.optim.Adam([*self.params.values(), *self.t_params.values()], lr=config.meta_lr)
         self.generator = make_generator(config.seed)  # training episodes; CPU, like the pools
         self.device, self.iteration, self.validation_seconds = device, 0, 0.0
@@ -179,7 +179,7 @@ def _train(state: _State, config: VisionConfig, samplers, progress: bool, stop_a
                desc=f"{config.dataset} {config.method}", leave=False)
     while state.iteration < end:
         batch = _to(samplers["train"](config.meta_batch, state.generator), state.device)
-        out = task_losses(state.model, state.params, batch, state.inner, state.t_apply, state.t_params,
+        out = task_losses(state.model, state.params, batch, state.inner, state.transform,
                           with_accuracy=True, with_pre=False)
         loss = out["post_loss"].mean()  # mean_τ L_query,τ(θ'_τ)
         if not torch.isfinite(loss):
@@ -216,7 +216,7 @@ def _accuracy(state: _State, sampler, n_tasks: int, seed: int, chunk: int) -> Es
     with torch.no_grad():  # torch.func.grad inside still differentiates the inner loop
         for begin in range(0, n_tasks, chunk):
             batch = _to(sampler(min(chunk, n_tasks - begin), gen), state.device)
-            out = task_losses(state.model, state.params, batch, state.inner, state.t_apply, state.t_params,
+            out = task_losses(state.model, state.params, batch, state.inner, state.transform,
                               with_accuracy=True, with_pre=False)
             parts.append(out["post_accuracy"].cpu())  # (tasks,)
     return Estimate.from_samples(torch.cat(parts))
