@@ -117,7 +117,7 @@ def build_parser() -> Parser:
 
 
 def _add_vision(sub) -> None:
-    """The ``vision`` subcommand; unset options take simulations.vision.experiment.VisionConfig's defaults."""
+    """The ``vision`` subcommand; unset options take simulations.experiments.vision.VisionConfig's defaults."""
     vision = sub.add_parser("vision", help="few-shot image classification: MAML or ANIL on a conv net")
     for flag, kind, text in [
         ("--dataset", str, "omniglot, cifarfs, mini-imagenet or digits (default digits, needs no files)"),
@@ -161,7 +161,7 @@ def run_verify(args) -> int:
 
 # -- explore ----------------------------------------------------------------------------------------
 def run_explore(args) -> int:
-    from simulations.explore import ExploreConfig, explore
+    from simulations.experiments.explore import ExploreConfig, explore
     from theory.errors import DivergenceError
 
     config = ExploreConfig(dim=args.dim, support=args.support, query=args.query, rank=args.rank,
@@ -243,7 +243,7 @@ def run_formulas(args) -> int:
 
 # -- bench ------------------------------------------------------------------------------------------
 def run_bench(args) -> int:
-    from simulations.benchmark import benchmark_kfo_cost, benchmark_meta_training, format_benchmark, format_kfo_cost
+    from simulations.experiments.benchmark import benchmark_kfo_cost, benchmark_meta_training, format_benchmark, format_kfo_cost
 
     result = benchmark_meta_training(iterations=args.iterations, threads=args.threads,
                                      meta_batch=args.meta_batch)
@@ -256,7 +256,7 @@ def run_bench(args) -> int:
             print(format_kfo_cost(benchmark_kfo_cost(iterations=args.iterations, threads=args.threads,
                                                      meta_batch=args.meta_batch, form=form)))
     if args.vision:
-        from simulations.vision.benchmark import benchmark_vision, format_vision_benchmark
+        from simulations.experiments.vision_benchmark import benchmark_vision, format_vision_benchmark
 
         print()
         print(format_vision_benchmark(benchmark_vision(threads=args.threads, meta_batch=args.meta_batch,
@@ -268,8 +268,8 @@ def run_bench(args) -> int:
 def run_vision(args) -> int:
     import dataclasses
 
-    from simulations.vision.experiment import VisionConfig, format_report
-    from simulations.vision.experiment import run_vision as run
+    from simulations.experiments.vision import VisionConfig, format_report
+    from simulations.experiments.vision import run_vision as run
     from theory.errors import DatasetError, DivergenceError
 
     fields = {f.name for f in dataclasses.fields(VisionConfig)}

@@ -2,7 +2,7 @@
 
 Both compute mean_τ L_query,τ(θ'_τ) and its meta-gradient; they share no code beyond the loss
 functions, so agreement to 1e-10 checks each against the other. The low-rank batched path of
-simulations.benchmark is held to the same identity. The benchmark itself is smoke-tested with
+simulations.experiments.benchmark is held to the same identity. The benchmark itself is smoke-tested with
 tiny settings and no timing assertions (shared machines are noisy).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from simulations.benchmark import benchmark_meta_training, format_benchmark
+from simulations.experiments.benchmark import benchmark_meta_training, format_benchmark
 from simulations.linear_chain_maml import low_rank_meta_loss
 from simulations.maml import InnerLoop, initial_params, meta_loss
 from simulations.models import deep_linear
@@ -132,7 +132,7 @@ def test_loop_with_kfo_matches_batched_kfo():
 
 def test_vision_benchmark_smoke():
     """The conv-net benchmark runs every method on both paths and reports finite numbers (no timing claims)."""
-    from simulations.vision.benchmark import METHODS, benchmark_vision, format_vision_benchmark
+    from simulations.experiments.vision_benchmark import METHODS, benchmark_vision, format_vision_benchmark
 
     threads = torch.get_num_threads()
     result = benchmark_vision(depth=2, width=4, meta_batch=2, iterations=1, threads=1)

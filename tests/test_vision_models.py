@@ -133,7 +133,7 @@ def test_untrained_kfo_on_the_conv_net_is_the_plain_step(method):
 
 # -- the experiment: checkpoints --------------------------------------------------------------------
 def _tiny(tmp_path, name, **kw):
-    from simulations.vision.experiment import VisionConfig
+    from simulations.experiments.vision import VisionConfig
 
     settings = {"dataset": "digits", "ways": 3, "shots": 1, "query": 2, "depth": 2, "width": 8, "kfo": True,
                 "meta_batch": 4, "iterations": 6, "eval_tasks": 6, "validation_tasks": 2, "validate_every": 2,
@@ -143,7 +143,7 @@ def _tiny(tmp_path, name, **kw):
 
 @needs_data
 def test_resuming_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
-    from simulations.vision.experiment import run_vision
+    from simulations.experiments.vision import run_vision
 
     straight = run_vision(_tiny(tmp_path, "a.pt"), progress=False)
     stopped = run_vision(_tiny(tmp_path, "b.pt"), progress=False, _stop_after=3)
@@ -162,7 +162,7 @@ def test_resuming_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
 
 @needs_data
 def test_a_checkpoint_of_another_configuration_or_a_broken_file_is_refused(tmp_path):
-    from simulations.vision.experiment import run_vision
+    from simulations.experiments.vision import run_vision
 
     run_vision(_tiny(tmp_path, "c.pt", iterations=1), progress=False)
     with pytest.raises(ParameterError, match="fast_lr"):
@@ -174,7 +174,7 @@ def test_a_checkpoint_of_another_configuration_or_a_broken_file_is_refused(tmp_p
 
 def test_config_validation_names_the_field():
     pytest.importorskip("simulations.vision.datasets")
-    from simulations.vision.experiment import VisionConfig
+    from simulations.experiments.vision import VisionConfig
 
     for kwargs in ({"dataset": "mnist"}, {"ways": 1}, {"method": "reptile"}, {"fast_lr": -1.0},
                    {"kfo": "yes"}, {"device": "gpu"}, {"eval_tasks": 1}):
@@ -249,7 +249,7 @@ def test_cuda_meta_gradient_matches_the_cpu():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @needs_data
 def test_vision_runs_on_cuda_and_resumes(tmp_path):
-    from simulations.vision.experiment import run_vision
+    from simulations.experiments.vision import run_vision
 
     straight = run_vision(_tiny(tmp_path, "g.pt", device="cuda"), progress=False)
     run_vision(_tiny(tmp_path, "h.pt", device="cuda"), progress=False, _stop_after=3)
