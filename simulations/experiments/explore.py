@@ -1,23 +1,24 @@
 """The failure mode for one setting: theory next to meta-trained models and their remedies.
 
-``explore`` is the engine behind ``paper_repro.py explore``: it builds the subspace task
+``run`` is the application behind ``paper_repro.py explore``: it builds the subspace task
 family, evaluates the closed forms at the MAML-optimal initialisation θ* = μ (regression),
 and (unless theory_only) meta-trains each named model (simulations.model_zoo: shallow, deep,
 LinNet, each optionally with KFO) with functional MAML and evaluates it on fresh tasks.
 For classification (y = sign(w_τᵀx), logistic loss) no closed form exists: theory values are
-None and the default step is 0.5.
+None and the default step is 0.5. ``format_report`` is the text the command line prints.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from simulations.maml import InnerLoop
-from simulations.model_zoo import ZooSpec, build_model, parse_models
+from simulations.model_zoo import MODEL_NAMES, ZooSpec, build_model, parse_models
+from simulations.options import Threads, flags, option
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
-from theory.errors import DivergenceError, NoClosedForm, ParameterError, require_int, require_real
+from theory.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
 from theory.task_family import LinearTaskFamily
 
 TASKS = ("regression", "classification")
@@ -25,29 +26,35 @@ CLASSIFICATION_ALPHA = 0.5  # no closed form picks α for the logistic loss; one
 
 
 @dataclass(frozen=True)
-class ExploreConfig:
+class ExploreConfig(Threads):
     """One setting of the linear-regression failure mode; defaults show it in under a minute."""
 
-    dim: int = 50  # d: the shallow model's failure grows with d/K
-    support: int = 5  # K: few shots, so d ≫ K
-    query: int = 20  # Q: query points per task for the meta-loss
-    rank: int = 2  # r: tasks on a 2-dimensional subspace, which a preconditioner can find
-    noise: float = 0.0  # s²: noiseless labels, so the gap is all adaptation
-    alpha: float | None = None  # α: None takes the shallow model's optimal step α*
-    steps: int = 1  # k: one inner step, where every closed form is exact
-    depth: int = 3  # L of the deep model
-    width: int = 64  # hidden width of the deep model
-    linnet_layers: int = 2  # identity-initialised d×d layers LinNet adds before the output
-    iterations: int = 2000  # meta-training iterations per model (deep reaches ~0.41 of 0.375 by 3000)
-    meta_batch: int = 32  # tasks per meta-iteration
-    meta_lr: float = 0.01  # Adam's learning rate for the outer loop
-    eval_tasks: int = 2000  # fresh tasks for the reported means and intervals
-    seed: int = 0  # tasks, subspace and initialisations
-    task: str = "regression"  # or "classification": y = sign(w_τᵀx), logistic loss
-    models: tuple = ("shallow", "deep", "linnet", "kfo")  # any of simulations.model_zoo.MODEL_NAMES
-    kfo_form: str = "linear"  # KFO's form: "linear", "psd" or "nonlinear"
+    dim: int = option(50, "input dimension d: the shallow model's failure grows with d/K")
+    support: int = option(5, "support points K per task: few shots, so d ≫ K")
+    query: int = option(20, "query points Q per task for the meta-loss")
+    rank: int = option(2, "rank r of the task subspace: 2 dimensions, which a preconditioner can find")
+    noise: float = option(0.0, "label-noise variance s²: 0, so the whole gap is adaptation")
+    alpha: float | None = option(None, "inner step size α (default: the shallow model's optimal step α* for "
+                                       f"regression, {CLASSIFICATION_ALPHA} for classification)")
+    steps: int = option(1, "inner steps k: one, where every closed form is exact")
+    depth: int = option(3, "depth L of the deep model")
+    width: int = option(64, "hidden width of the deep model")
+    linnet_layers: int = option(2, "identity-initialised d×d layers LinNet adds before the output")
+    iterations: int = option(2000, "meta-training iterations per model (deep reaches ~0.41 of 0.375 by 3000)")
+    meta_batch: int = option(32, "tasks per meta-iteration")
+    meta_lr: float = option(0.01, "Adam's learning rate for the outer loop")
+    eval_tasks: int = option(2000, "fresh tasks behind the reported means and intervals")
+    seed: int = option(0, "seed of the tasks, the subspace and the initialisations")
+    task: str = option("regression", "regression (squared loss, closed forms) or classification "
+                                     "(y = sign(w_τᵀx), logistic loss, simulation only)", choices=TASKS)
+    models: tuple[str, ...] = option(("shallow", "deep", "linnet", "kfo"), "models to meta-train",
+                                     choices=MODEL_NAMES)
+    kfo_form: str = option("linear", "form of the Kronecker-factored meta-optimizer (KFO)",
+                           choices=("linear", "psd", "nonlinear"))
+    theory_only: bool = option(False, "closed forms only, no training")
 
     def __post_init__(self):
+        super().__post_init__()
         require_int("dim", self.dim, 1)
         require_int("rank", self.rank, 1, self.dim)
         require_real("noise", self.noise, 0.0)
@@ -140,9 +147,76 @@ def explore_simulation(config: ExploreConfig, progress: bool = False) -> dict:
     return results
 
 
-def explore(config: ExploreConfig, theory_only: bool = False, progress: bool = False) -> dict:
-    """The whole report: {"config", "theory", "simulation"} (simulation absent if theory_only)."""
-    out = {"config": asdict(config), "theory": explore_theory(config)}
-    if not theory_only:
-        out["simulation"] = explore_simulation(config, progress)
+def run(config: ExploreConfig, progress: bool = False) -> dict:
+    """The whole report: {"config", "theory", "simulation"} (simulation {} when config.theory_only).
+
+    A diverging meta-training is a UsageError naming --alpha with advice for this task (module doc).
+    """
+    out = {"config": asdict(config), "theory": explore_theory(config), "simulation": {}}
+    if not config.theory_only:
+        try:
+            out["simulation"] = explore_simulation(config, progress)
+        except DivergenceError as err:
+            raise UsageError(divergence_advice(config, err)) from None
     return out
+
+
+def divergence_advice(config: ExploreConfig, err: DivergenceError) -> str:
+    """One line: the step actually used, what diverged, and which steps to try instead.
+
+    Regression: one shallow step lowers the expected loss for α in (0, 2α*) (the loss is quadratic
+    in α with its minimum at α*). Classification has no such closed form, so only the direction is known.
+    """
+    flag = flags(ExploreConfig)
+    alpha = resolve_alpha(config, config.family())
+    head = f"argument {flag['alpha']}: {alpha:g} makes meta-training diverge ({err}); "
+    if config.task == "classification":
+        return head + (f"the logistic loss has no closed form bounding the step: try a smaller {flag['alpha']} "
+                       f"or a smaller {flag['meta_lr']}")
+    limit = 2 * sh.optimal_step_size(config.family(), 1)
+    if alpha < limit:
+        return head + (f"it lies in (0, {limit:.4g}), where one shallow step lowers the loss: "
+                       f"use a smaller {flag['meta_lr']}, or fewer {flag['steps']}")
+    return head + (f"use a step in (0, {limit:.4g}), where one shallow step lowers the loss, "
+                   f"or a smaller {flag['meta_lr']}")
+
+
+def format_report(report: dict) -> str:
+    """The text report: the setting, the closed forms (regression), the meta-trained models."""
+    t, c = report["theory"], report["config"]
+
+    def num(x):
+        return "n/a (only simulation answers)" if x is None else f"{x:.4f}"
+
+    lines = [f"Setting: {c['task']}, d={c['dim']}, K={c['support']}, Q={c['query']}, r={c['rank']}, "
+             f"s²={c['noise']}, α={t['alpha']:.4g}, k={c['steps']}"]
+    if c["task"] == "classification":
+        lines.append("Theory: no closed form for the logistic loss (the regression theory explains the mechanism)")
+    else:
+        lines += _theory_lines(t, num)
+    if report["simulation"]:
+        lines += _simulation_lines(report["simulation"], c)
+    return "\n".join(lines)
+
+
+def _theory_lines(t: dict, num) -> list[str]:
+    lines = ["Theory (at the MAML-optimal initialisation θ* = μ):",
+             f"  pre-adaptation loss                  {num(t['pre_adaptation_loss'])}",
+             f"  shallow post-adaptation loss at α    {num(t['shallow_post_loss'])}",
+             f"  shallow optimal α*                   {num(t['shallow_optimal_alpha'])}",
+             f"  shallow best post-adaptation loss    {num(t['shallow_best_post_loss'])}",
+             f"  optimal preconditioner, best loss    {num(t['preconditioned_best_post_loss'])}"]
+    if t["shallow_post_loss"] is not None and t["shallow_post_loss"] > t["pre_adaptation_loss"]:
+        lines.append("  note: at this α the shallow inner loop raises the expected loss above its pre-adaptation value")
+    return lines
+
+
+def _simulation_lines(simulation: dict, c: dict) -> list[str]:
+    metrics = ["pre_loss", "post_loss"] + (["post_accuracy"] if c["task"] == "classification" else [])
+    heads = {"pre_loss": "pre-adaptation loss", "post_loss": "post-adaptation loss",
+             "post_accuracy": "post-adaptation accuracy"}
+    lines = [f"Simulation (meta-trained {c['iterations']} iterations; mean ± 95% CI on {c['eval_tasks']} fresh tasks):",
+             f"  {'model':10s}" + "".join(f"  {heads[m]:>24s}" for m in metrics)]
+    for name, r in simulation.items():
+        lines.append(f"  {name:10s}" + "".join(f"  {r[m]:13.4f} ± {r[m + '_ci95']:.4f}" for m in metrics))
+    return lines
