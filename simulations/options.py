@@ -100,15 +100,18 @@ def _argument(field: dataclasses.Field, hint) -> dict:
         raise TypeError(f"field {field.name!r} has no help text: declare it with option(default, help)")
     choices, default = field.metadata.get("choices"), field.default
     text = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
-    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-    if default is not None and not isinstance(default, bool):
-        text += f" (default: {shown or repr('')})"
     kind = _unwrap_optional(hint)
+    listed = kind is tuple or typing.get_origin(kind) is tuple
+    if listed and choices:
+        text += f"; any of {','.join(map(str, choices))}"
+    if default is not None and not isinstance(default, bool):
+        shown = ",".join(map(str, default)) if listed else default
+        text += f" (default: {shown if shown != '' else repr('')})"
     if kind is bool:
         if default is not False:
             raise TypeError(f"switch {field.name!r} must default to False")
         return {"action": "store_true", "help": text}
-    if kind is tuple or typing.get_origin(kind) is tuple:
+    if listed:
         element = (typing.get_args(kind) or (str,))[0]
         return {"type": _list_of(element, choices), "metavar": "A,B,...", "help": text}
     if kind in (int, float):
