@@ -88,7 +88,7 @@ class FiguresConfig(Threads):
     """Which figures to make, from which profile, and where they go."""
 
     full: bool = option(False, "paper-grade seeds and iterations (slow; figure 7's full profile wants a GPU)")
-    only: tuple[int, ...] | None = option(None, "comma-separated figure numbers, e.g. 1,4 (default: all)",
+    only: tuple[int, ...] | None = option(None, "figure numbers to make, e.g. 1,4 (all when not given)",
                                           choices=sorted(FIGURES))
     seed: int = option(0, "base seed: the same seed writes the same CSVs")
     out: str = option("figures/generated", "output folder for the figures and their data")

@@ -136,7 +136,8 @@ def config_from_args(config, args: argparse.Namespace):
 
 @dataclasses.dataclass(frozen=True)
 class Threads:
-    """Base of the configs whose run uses torch on the CPU: how many threads it may take."""
+    """Base of the configs whose run uses torch on the CPU: how many threads it may take
+    (paper_repro.py calls torch.set_num_threads with it before the run)."""
 
     threads: int = option(1, "torch CPU threads: these small problems gain little from more, and "
                              "oversubscribed threads slow them badly on a busy machine")
