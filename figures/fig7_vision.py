@@ -19,8 +19,8 @@ import numpy as np
 
 from figures.checkpoint import run_unit
 from figures.common import Profiles
+from simulations.experiments.vision import VisionConfig, run_vision
 from simulations.vision.datasets import load_pool
-from simulations.vision.experiment import VisionConfig, run_vision
 from theory.errors import DatasetError, DivergenceError
 
 METHODS = ("maml", "anil")

@@ -2,7 +2,8 @@
 
 ``run_figure`` writes, under the output folder, figN_name.{json,csv,pdf,png}: the JSON holds
 the config, seed, library versions, git commit and the full results (so --replot needs no
-recomputation); the CSV the plotted numbers with their intervals.
+recomputation); the CSV the plotted numbers with their intervals. ``FiguresConfig`` declares the
+options of ``paper_repro.py figures`` (the default command); ``run`` and ``format_report`` are the command.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import dataclasses
 import json
 import platform
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -26,6 +28,8 @@ from figures import (
 from figures.checkpoint import UnitCheckpoint
 from figures.common import save_figure, write_csv
 from simulations.atomic_io import atomic_write_json
+from simulations.options import Threads, flags, option
+from theory.errors import ParameterError, UsageError, require_int
 
 FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss_surface),
            3: ("depth_width", fig3_depth_width), 4: ("theory_vs_simulation", fig4_theory_vs_simulation),
@@ -59,7 +63,7 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
     json_path = stem.with_suffix(".json")
     if replot:
         if not json_path.exists():
-            raise FileNotFoundError(f"--replot: no cached results at {json_path}; run without --replot first")
+            raise FileNotFoundError(f"no cached results at {json_path}; run without --replot first")
         record = json.loads(json_path.read_text())
     else:
         config = module.Config.full() if full else module.Config.quick()
@@ -77,3 +81,42 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
         checkpoint.finish()
     paths = save_figure(module.plot(record["results"]), stem)
     return [json_path, stem.with_suffix(".csv"), *paths]
+
+
+@dataclass(frozen=True)
+class FiguresConfig(Threads):
+    """Which figures to make, from which profile, and where they go."""
+
+    full: bool = option(False, "paper-grade seeds and iterations (slow; figure 7's full profile wants a GPU)")
+    only: tuple[int, ...] | None = option(None, "figure numbers to make, e.g. 1,4 (all when not given)",
+                                          choices=sorted(FIGURES))
+    seed: int = option(0, "base seed: the same seed writes the same CSVs")
+    out: str = option("figures/generated", "output folder for the figures and their data")
+    replot: bool = option(False, "re-plot from the cached JSON results instead of computing them")
+    data_root: str | None = option(None, "folder with Omniglot, CIFAR-FS and mini-ImageNet for figure 7 "
+                                         "(digits, always drawn, needs none)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_int("seed", self.seed, 0, 2**31 - 1)
+        if self.only is not None and (not self.only or any(n not in FIGURES for n in self.only)):
+            raise ParameterError("only", ",".join(map(str, self.only)),
+                                 f"comma-separated figure numbers (valid: {','.join(map(str, sorted(FIGURES)))})")
+
+
+def run(config: FiguresConfig, progress: bool = False) -> dict[int, list[Path]]:
+    """Make the selected figures (all by default) in order; figure number -> the files written."""
+    written = {}
+    for number in config.only or sorted(FIGURES):
+        try:
+            written[number] = run_figure(number, out=config.out, full=config.full, seed=config.seed,
+                                         replot=config.replot, data_root=config.data_root)
+        except FileNotFoundError as err:
+            if not config.replot:
+                raise
+            raise UsageError(f"argument {flags(FiguresConfig)['replot']}: {err}") from None
+    return written
+
+
+def format_report(written: dict[int, list[Path]]) -> str:
+    return "\n".join(f"figure {number}: " + ", ".join(map(str, paths)) for number, paths in written.items())

@@ -17,7 +17,7 @@ for extra in "" "--kfo"; do
   echo "== digits 5-way 1-shot MAML ${extra:-(plain)} on cuda"
   "$PY" - "$extra" <<'PYEOF'
 import json, sys, time, torch
-from simulations.vision.experiment import VisionConfig, run_vision
+from simulations.experiments.vision import VisionConfig, run_vision
 torch.cuda.reset_peak_memory_stats()
 config = VisionConfig(dataset="digits", ways=5, shots=1, method="maml", kfo=sys.argv[1] == "--kfo",
                       iterations=300, meta_batch=32, eval_tasks=600, device="cuda", validation_tasks=0)
@@ -30,6 +30,6 @@ PYEOF
 done
 echo "== conv-net benchmark on cuda (batched vs per-task loop)"
 "$PY" - <<'PYEOF'
-from simulations.vision.benchmark import benchmark_vision, format_vision_benchmark
+from simulations.experiments.vision_benchmark import benchmark_vision, format_vision_benchmark
 print(format_vision_benchmark(benchmark_vision(device="cuda", iterations=10)))
 PYEOF

@@ -1,4 +1,5 @@
-"""The command line (paper_repro.py): one-line errors with exit status 2, explore against the closed
+"""The command line (paper_repro.py): every option of every subcommand reaches its config, options
+before a subcommand are refused, one-line errors with exit status 2, explore against the closed
 forms of theory/, determinism at a fixed seed, and verify's JSON table and exit status.
 
 Most cases call ``paper_repro.main`` in-process (capsys holds stdout and stderr); a few run the
@@ -6,17 +7,21 @@ script as a real subprocess to check the exit status and that no traceback reach
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 import paper_repro
-from figures.registry import FIGURES
+from figures.registry import FIGURES, FiguresConfig
+from simulations.options import flag_of
 from tests.helpers import assert_close
 from theory import preconditioned_maml as pre
 from theory import shallow_maml as sh
@@ -41,6 +46,96 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.split("\n") if line.startswith("paper_repro.py: error:")]
 
 
+# -- every option reaches the config its subcommand builds ------------------------------------------
+EXAMPLES = {"device": "cuda:0"}  # fields whose generic non-default value (below) would be invalid
+
+
+def _non_default(field: dataclasses.Field, hint) -> tuple[list[str], object]:
+    """(the option's arguments, the value the config must then hold), always different from the default."""
+    default, choices = field.default, field.metadata.get("choices")
+    kind = typing.get_args(hint)[0] if type(None) in typing.get_args(hint) else hint
+    if kind is bool:
+        return [], True
+    if field.name in EXAMPLES:
+        value = EXAMPLES[field.name]
+    elif typing.get_origin(kind) is tuple:
+        value = next((c,) for c in choices if (c,) != default) if choices else ("x-value",)
+        return [",".join(map(str, value))], value
+    elif choices:
+        value = next(c for c in choices if c != default)
+    elif kind is int:
+        value = 3 if default is None else default + 1
+    elif kind is float:
+        value = 0.25 if default is None else (2 * default or 0.5)
+    else:
+        value = "x-value"
+    return [repr(value) if isinstance(value, float) else str(value)], value
+
+
+OPTIONS = [(command, config, field.name) for command in paper_repro.COMMANDS
+           for config in paper_repro._config_classes(command) for field in dataclasses.fields(config)]
+
+
+@pytest.mark.parametrize(("command", "config", "name"), OPTIONS,
+                         ids=[f"{c}-{flag_of(next(f for f in dataclasses.fields(k) if f.name == n))}"
+                              for c, k, n in OPTIONS])
+def test_every_option_reaches_the_config(command, config, name):
+    """Each config field is an option of its subcommand, and a non-default value given on the command
+    line is the value the handler's config holds (no training runs: parse only)."""
+    field = next(f for f in dataclasses.fields(config) if f.name == name)
+    args, expected = _non_default(field, typing.get_type_hints(config)[name])
+    assert expected != field.default
+    parsed_command, built, output = paper_repro.parse([command, flag_of(field), *args])
+    assert parsed_command == command
+    target = output if config is paper_repro.Output else built
+    assert isinstance(target, config)
+    assert getattr(target, name) == expected
+    others = [f.name for f in dataclasses.fields(config) if f.name != name]
+    assert all(getattr(target, n) == getattr(config(), n) for n in others), "another field changed"
+
+
+def test_bare_command_line_is_every_figure_quick():
+    assert paper_repro.parse([])[:2] == ("figures", FiguresConfig())
+    command, config, _ = paper_repro.parse(["--full", "--only", "1,4"])
+    assert command == "figures" and config.full and config.only == (1, 4)
+    assert paper_repro.parse(["--out", "verify"])[1].out == "verify"  # a folder named like a subcommand
+
+
+MISPLACED = [  # options before the subcommand name were silently ignored once
+    (["--seed", "5", "explore"], "--seed", "paper_repro.py explore --seed 5"),
+    (["--threads", "3", "bench"], "--threads", "paper_repro.py bench --threads 3"),
+    (["--seed", "7", "vision"], "--seed", "paper_repro.py vision --seed 7"),
+    (["--out", "X", "formulas"], "--out", "paper_repro.py formulas --out X"),
+    (["--only", "1", "explore"], "--only", "paper_repro.py explore --only 1"),
+    (["--full", "verify", "--scale", "0.3"], "--full", "paper_repro.py verify --full"),
+    (["--json", "explore"], "--json", "paper_repro.py explore --json"),
+]
+
+
+@pytest.mark.parametrize(("argv", "flag", "hint"), MISPLACED, ids=[" ".join(a) for a, _, _ in MISPLACED])
+def test_options_before_the_subcommand_exit_2_naming_the_option(argv, flag, hint, capsys):
+    assert paper_repro.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"paper_repro.py: error: argument {flag}: options go after the subcommand: {hint}\n", err
+
+
+def test_threads_are_applied():
+    before = torch.get_num_threads()
+    try:
+        assert paper_repro.main(["explore", "--theory-only", "--json", "--threads", "3"]) == 0
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_formulas_out_writes_the_file(tmp_path, capsys):
+    path = tmp_path / "formulas.md"
+    assert paper_repro.main(["formulas", "--out", str(path)]) == 0
+    assert capsys.readouterr().out == ""
+    assert path.read_text().startswith("**") and "$$" in path.read_text()
+
+
 # -- bad input: exit 2, one line naming the option and its valid range -----------------------------
 BAD_INPUT = [  # (argv, the flag the message must name, words of the range description)
     (["explore", "--dim", "0"], "--dim", ">= 1"),
@@ -59,6 +154,11 @@ BAD_INPUT = [  # (argv, the flag the message must name, words of the range descr
     (["explore", "--bogus", "1"], "--bogus", "unrecognized"),
     (["--only", "9"], "--only", VALID_FIGURES),
     (["--only", "x"], "--only", VALID_FIGURES),
+    (["--only", ""], "--only", VALID_FIGURES),
+    (["nonsense"], "COMMAND", "invalid choice"),
+    (["explore", "--task", "ranking"], "--task", "invalid choice"),
+    (["explore", "--models", "shallow,wide"], "--models", "shallow,deep,linnet"),
+    (["bench", "--kfo-forms", "cubic"], "--kfo-forms", "linear,psd,nonlinear"),
     (["verify", "--scale", "0.05"], "--scale", ">= 0.3"),
 ]
 
@@ -93,6 +193,16 @@ def test_diverging_step_exits_2_naming_alpha():
     # anything else on stderr is progress-bar residue, never a second message
     others = [line for line in proc.stderr.split("\n") if line.strip() and line not in errors]
     assert all("it/s" in line for line in others), others
+
+
+def test_diverging_classification_names_the_step_used(capsys):
+    """Classification's default step is 0.5, not α*, and no closed form bounds it: the advice says so."""
+    argv = ["explore", "--task", "classification", "--alpha", "1000", "--steps", "6", "--models", "deep",
+            "--iterations", "5", "--eval-tasks", "10", "--json"]
+    assert paper_repro.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("paper_repro.py: error: argument --alpha: 1000 makes meta-training diverge"), err
+    assert "no closed form" in err and "0.0893" not in err and err.count("\n") == 1, err
 
 
 # -- explore --theory-only: the closed forms of theory/ -------------------------------------------

@@ -23,8 +23,6 @@ from theory.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_TOL = 1e-10  # float64: two exact computations of the same derivative
-HAS_DATA_LAYER = (ROOT / "simulations" / "vision" / "datasets.py").exists()
-needs_data = pytest.mark.skipif(not HAS_DATA_LAYER, reason="simulations/vision/datasets.py not written yet")
 
 
 def _model(linnet: int = 1, seed: int = 0, **kw) -> ConvNet:
@@ -134,7 +132,7 @@ def test_untrained_kfo_on_the_conv_net_is_the_plain_step(method):
 
 # -- the experiment: checkpoints --------------------------------------------------------------------
 def _tiny(tmp_path, name, **kw):
-    from simulations.vision.experiment import VisionConfig
+    from simulations.experiments.vision import VisionConfig
 
     settings = {"dataset": "digits", "ways": 3, "shots": 1, "query": 2, "depth": 2, "width": 8, "kfo": True,
                 "meta_batch": 4, "iterations": 6, "eval_tasks": 6, "validation_tasks": 2, "validate_every": 2,
@@ -142,9 +140,8 @@ def _tiny(tmp_path, name, **kw):
     return VisionConfig(**settings)
 
 
-@needs_data
 def test_resuming_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
-    from simulations.vision.experiment import run_vision
+    from simulations.experiments.vision import run_vision
 
     straight = run_vision(_tiny(tmp_path, "a.pt"), progress=False)
     stopped = run_vision(_tiny(tmp_path, "b.pt"), progress=False, _stop_after=3)
@@ -161,9 +158,8 @@ def test_resuming_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
     assert torch.equal(a["generator"], b["generator"])
 
 
-@needs_data
 def test_a_checkpoint_of_another_configuration_or_a_broken_file_is_refused(tmp_path):
-    from simulations.vision.experiment import run_vision
+    from simulations.experiments.vision import run_vision
 
     run_vision(_tiny(tmp_path, "c.pt", iterations=1), progress=False)
     with pytest.raises(ParameterError, match="fast_lr"):
@@ -174,8 +170,7 @@ def test_a_checkpoint_of_another_configuration_or_a_broken_file_is_refused(tmp_p
 
 
 def test_config_validation_names_the_field():
-    pytest.importorskip("simulations.vision.datasets")
-    from simulations.vision.experiment import VisionConfig
+    from simulations.experiments.vision import VisionConfig
 
     for kwargs in ({"dataset": "mnist"}, {"ways": 1}, {"method": "reptile"}, {"fast_lr": -1.0},
                    {"kfo": "yes"}, {"device": "gpu"}, {"eval_tasks": 1}):
@@ -197,7 +192,6 @@ CLI_ERRORS = [(["--dataset", "mnist"], "--dataset"), (["--ways", "1"], "--ways")
               (["--shots", "40"], "--shots")]
 
 
-@needs_data
 @pytest.mark.parametrize("argv, names", CLI_ERRORS)
 def test_bad_vision_input_is_one_line_and_exit_2(capsys, argv, names):
     code, _, err = _cli(capsys, *argv)
@@ -205,7 +199,6 @@ def test_bad_vision_input_is_one_line_and_exit_2(capsys, argv, names):
     assert err[0].startswith("paper_repro.py: error:") and names in err[0], err
 
 
-@needs_data
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     code, _, err = _cli(capsys, "--device", "cuda")
@@ -220,7 +213,6 @@ def test_vision_errors_print_no_traceback():
     assert len(done.stderr.strip().split("\n")) == 1
 
 
-@needs_data
 def test_vision_end_to_end_on_digits(capsys):
     code, out, _ = _cli(capsys, "--dataset", "digits", "--ways", "5", "--shots", "1", "--iterations", "30",
                         "--eval-tasks", "50", "--json")
@@ -248,9 +240,8 @@ def test_cuda_meta_gradient_matches_the_cpu():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@needs_data
 def test_vision_runs_on_cuda_and_resumes(tmp_path):
-    from simulations.vision.experiment import run_vision
+    from simulations.experiments.vision import run_vision
 
     straight = run_vision(_tiny(tmp_path, "g.pt", device="cuda"), progress=False)
     run_vision(_tiny(tmp_path, "h.pt", device="cuda"), progress=False, _stop_after=3)

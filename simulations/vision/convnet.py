@@ -97,7 +97,6 @@ class ConvNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.feature_shape = (width, height, wide)  # after the last block
         features = width * height * wide
-        self.features = features
         head = nn.Linear(features, ways)  # drawn before the LinNet layers: same head at any linnet_layers
         nn.init.xavier_uniform_(head.weight)
         nn.init.zeros_(head.bias)
@@ -118,11 +117,6 @@ class ConvNet(nn.Module):
         for layer in self.linnet:
             z = layer(z)  # (n, features)
         return self.head(z)
-
-    @property
-    def head_name(self) -> str:
-        """The head's weight (the single name older callers read)."""
-        return "head.weight"
 
     @property
     def head_names(self) -> tuple[str, str]:

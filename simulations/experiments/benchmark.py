@@ -8,27 +8,32 @@ f(x) = W_L ⋯ W_1 x of depth L and width h, MAML with k inner steps of size α 
   (b) throughput: tasks per second of a full meta-training step (sample a batch, meta-loss,
       backward, Adam step), paths timed side by side in one process, repetitions interleaved
       in rotating order so drift and position effects cancel; ratio = median_i t_loop,i / t_path,i;
-  (c) the closed-form shallow meta-gradient (simulations.meta_gradient.shallow_meta_gradient),
-      when that module exists.
+  (c) the closed-form shallow meta-gradient (simulations.meta_gradient.shallow_meta_gradient).
 
 Paths: "batched" = simulations.maml.meta_loss (vmap over tasks, the toolkit's path), "loop" =
 simulations.per_task_maml (the baseline), "low_rank" = ``simulations.linear_chain_maml`` (LinearChain only).
+
+``BenchConfig`` declares ``paper_repro.py bench``'s options; ``run`` and ``format_report`` are the command.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import contextlib
 import itertools
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
 from simulations.kfo import kfo_transform
 from simulations.linear_chain_maml import low_rank_meta_loss
 from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, meta_loss
+from simulations.meta_gradient import shallow_meta_gradient
 from simulations.models import deep_linear, shallow_linear
+from simulations.options import option
 from simulations.per_task_maml import per_task_meta_loss
 from simulations.tasks import make_generator, sample_regression_tasks
 from theory.errors import require_int
@@ -102,16 +107,11 @@ def _time_interleaved(steps: dict[str, Callable[[], float]], iterations: int) ->
 
 def _closed_form(family: LinearTaskFamily, meta_batch: int, inner: InnerLoop, seed: int, iterations: int,
                  dtype: torch.dtype) -> dict:
-    """(c) simulations.meta_gradient.shallow_meta_gradient on the shallow model f(x) = θᵀx, if present.
+    """(c) simulations.meta_gradient.shallow_meta_gradient on the shallow model f(x) = θᵀx.
 
     Agreement with autograd through simulations.maml.meta_loss (float64), then throughput of
     closed-form, batched and loop meta-training steps, timed like (b). One squared-loss step only.
     """
-    if importlib.util.find_spec("simulations.meta_gradient") is None:
-        return {"skipped": "simulations/meta_gradient.py does not exist"}
-    fn = getattr(importlib.import_module("simulations.meta_gradient"), "shallow_meta_gradient", None)
-    if fn is None:
-        return {"skipped": "simulations.meta_gradient has no shallow_meta_gradient"}
     if (inner.steps, inner.loss, inner.adapt, inner.first_order) != (1, "squared", "all", False):
         return {"skipped": "the closed form covers one second-order MAML step on the squared loss"}
     name = shallow_linear(family.dim).head_name  # the one weight, (1, d)
@@ -119,14 +119,14 @@ def _closed_form(family: LinearTaskFamily, meta_batch: int, inner: InnerLoop, se
     params = initial_params(model)
     batch = sample_regression_tasks(family, meta_batch, seed, torch.float64)
     ref = torch.autograd.grad(meta_loss(model, params, batch, inner), [params[name]])[0][0]  # (d,)
-    rel = ((fn(params[name].detach()[0], batch, inner.alpha).theta - ref).norm() / ref.norm()).item()
+    rel = ((shallow_meta_gradient(params[name].detach()[0], batch, inner.alpha).theta - ref).norm() / ref.norm()).item()
     theta = shallow_linear(family.dim, seed=seed, dtype=dtype).layers[0].weight.detach()[0].clone()  # (d,)
     theta.requires_grad_(True)
     gen, opt = make_generator(seed + 1), torch.optim.Adam([theta], lr=META_LR)
 
     def closed_step() -> float:
         batch = sample_regression_tasks(family, meta_batch, gen, dtype)
-        result = fn(theta.detach(), batch, inner.alpha)
+        result = shallow_meta_gradient(theta.detach(), batch, inner.alpha)
         theta.grad = result.theta
         opt.step()
         return result.loss.item()
@@ -263,6 +263,21 @@ def _kfo_step(model: torch.nn.Module, transform: GradientTransform | None, famil
     return step
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: the profiler's C++ side logs every start and stop
+    ("USDT: ... profiler_start") and warns about blocks allocated before it began, straight to fd 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _peak_step_bytes(step: Callable[[], float], device: torch.device) -> int:
     """Peak bytes allocated while ``step`` runs above those allocated when it began (KFO_MEMORY_METHOD)."""
     if device.type == "cuda":
@@ -273,7 +288,7 @@ def _peak_step_bytes(step: Callable[[], float], device: torch.device) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
     cpu = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=cpu, profile_memory=True) as prof:
+    with _quiet_stderr(), torch.profiler.profile(activities=cpu, profile_memory=True) as prof:
         step()
     events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
                     key=lambda e: e.start_ns())
@@ -342,5 +357,45 @@ def format_kfo_cost(result: dict) -> str:
         f"  memory method: {result['memory_method']}"])
 
 
-if __name__ == "__main__":
-    print(format_benchmark(benchmark_meta_training()))
+
+# -- the command: paper_repro.py bench -----------------------------------------------------------------
+KFO_FORMS = ("linear", "psd", "nonlinear")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """``paper_repro.py bench``: the goal settings of GOAL_SETTINGS, with the repetitions to time."""
+
+    iterations: int = option(20, "timed meta-steps per path (the vision benchmark times half, at least 3)")
+    threads: int = option(2, "torch CPU threads: 2, the goal setting the batched/loop ratio is judged at")
+    meta_batch: int = option(32, "tasks per meta-step: 32, the goal setting")
+    vision: bool = option(False, "also benchmark the few-shot conv net (MAML, MAML+KFO, ANIL; batched vs loop)")
+    kfo_forms: tuple[str, ...] = option(("linear",), "KFO forms whose meta-step cost to compare with plain "
+                                                     "MAML ('' for none)", choices=KFO_FORMS)
+
+    def __post_init__(self):
+        require_int("iterations", self.iterations, 1)
+        require_int("threads", self.threads, 1, 2**31 - 1)
+        require_int("meta_batch", self.meta_batch, 1)
+
+
+def run(config: BenchConfig, progress: bool = False) -> dict:
+    """{"meta_training": (a)–(c), "kfo_cost": one result per form, "vision": conv-net result or None}."""
+    sizes = {"threads": config.threads, "meta_batch": config.meta_batch}
+    report = {"meta_training": benchmark_meta_training(iterations=config.iterations, **sizes),
+              "kfo_cost": [benchmark_kfo_cost(iterations=config.iterations, form=form, **sizes)
+                           for form in config.kfo_forms], "vision": None}
+    if config.vision:
+        from simulations.experiments.vision_benchmark import benchmark_vision
+
+        report["vision"] = benchmark_vision(iterations=max(3, config.iterations // 2), **sizes)
+    return report
+
+
+def format_report(report: dict) -> str:
+    from simulations.experiments.vision_benchmark import format_vision_benchmark
+
+    parts = [format_benchmark(report["meta_training"]), *map(format_kfo_cost, report["kfo_cost"])]
+    if report["vision"] is not None:
+        parts.append(format_vision_benchmark(report["vision"]))
+    return "\n\n".join(parts)

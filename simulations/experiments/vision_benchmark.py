@@ -5,7 +5,7 @@
 Each path runs full meta-steps (sample episodes, meta-loss, backward, Adam) with its own
 copy of the meta-parameters, interleaved with the others so machine noise hits all alike;
 ratios are medians of per-repetition ratios. Peak memory is each step's peak extra
-allocation (simulations.benchmark._peak_step_bytes: torch.profiler events on CPU,
+allocation (simulations.experiments.benchmark._peak_step_bytes: torch.profiler events on CPU,
 torch.cuda.max_memory_allocated on CUDA).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from simulations.benchmark import _peak_step_bytes, _time_interleaved
+from simulations.experiments.benchmark import _peak_step_bytes, _time_interleaved
 from simulations.kfo import kfo_transform
 from simulations.maml import InnerLoop, adapted_names, initial_params, meta_loss
 from simulations.per_task_maml import per_task_meta_loss

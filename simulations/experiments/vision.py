@@ -28,48 +28,53 @@ from tqdm.auto import tqdm
 from simulations.atomic_io import atomic_write_bytes
 from simulations.kfo import kfo_transform
 from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, task_losses
+from simulations.options import Threads, flags, option
 from simulations.statistics import Estimate
-from simulations.tasks import TaskBatch, make_generator
+from simulations.tasks import make_generator
 from simulations.vision.convnet import ConvNet, default_width, standard_convnet
 from simulations.vision.datasets import DATASETS, SPLITS, load_pool
 from simulations.vision.episodes import episode_sampler
-from theory.errors import DivergenceError, ParameterError, require_int, require_real
+from theory.errors import DivergenceError, ParameterError, UsageError, require_int, require_real
 
 CHECKPOINT_FORMAT = "vision-checkpoint-1"
-RESUME_MAY_DIFFER = ("data_root", "device", "iterations", "eval_tasks", "checkpoint",
+RESUME_MAY_DIFFER = ("threads", "data_root", "device", "iterations", "eval_tasks", "checkpoint",
                      "checkpoint_every_seconds", "checkpoint_every_iterations")  # do not change θ's path
 
 
 @dataclass(frozen=True)
-class VisionConfig:
+class VisionConfig(Threads):
     """A few-shot vision run; defaults are learn2learn's MAML examples except where noted."""
 
-    dataset: str = "digits"  # omniglot, cifarfs, mini-imagenet, or digits (bundled, the quick path)
-    data_root: str | None = None  # folder holding the dataset files (not needed for digits)
-    ways: int = 5  # N classes per episode
-    shots: int = 1  # K support images per class
-    query: int = 15  # Q query images per class (literature); capped by the smallest class's images
-    method: str = "maml"  # "maml" adapts every parameter, "anil" only the head (weight and bias)
-    linnet: int = 0  # identity-initialised square layers before the head (LinNet)
-    kfo: bool = False  # Kronecker-factored meta-optimizer (linear form): every parameter, or the head (ANIL)
-    depth: int = 4  # conv blocks: 4 standard, 2 the shallow failure case
-    width: int | None = None  # channels per block; None = 64 for Omniglot, 32 otherwise
-    inner_steps: int = 1  # k inner steps, in training and at test (learn2learn: 1)
-    fast_lr: float = 0.5  # α, inner step size (learn2learn: 0.5)
-    meta_lr: float = 0.003  # Adam's step size (learn2learn: 0.003)
-    meta_batch: int = 32  # T episodes per meta-step (learn2learn: 32)
-    iterations: int = 1000  # meta-steps; the literature trains 60,000, days on a CPU
-    first_order: bool = False  # FOMAML: drop the second-order terms
-    device: str = "cpu"  # torch device for the model and episodes ("cpu", "cuda", "cuda:1", ...)
-    seed: int = 0  # initialisation, training episodes and test episodes
-    eval_tasks: int = 600  # test episodes behind the reported accuracy (literature: 600)
-    validation_tasks: int = 100  # validation episodes per check (0: none)
-    validate_every: int = 500  # meta-steps between validation checks (0: only at the end)
-    checkpoint: str | None = None  # checkpoint path: written during training, resumed from if present
-    checkpoint_every_seconds: float = 120.0  # wall-clock seconds between checkpoints
-    checkpoint_every_iterations: int = 0  # also every this many meta-steps (0: off)
+    dataset: str = option("digits", "dataset: digits is bundled (the quick path); omniglot, cifarfs and "
+                                    "mini-imagenet are read from --data-root", choices=DATASETS)
+    data_root: str | None = option(None, "folder holding the dataset files (digits needs none)")
+    ways: int = option(5, "N classes per episode")
+    shots: int = option(1, "K support images per class")
+    query: int = option(15, "Q query images per class (the literature's 15); capped by the smallest class")
+    method: str = option("maml", "maml adapts every parameter, anil only the head (weight and bias)",
+                         choices=("maml", "anil"))
+    linnet: int = option(0, "identity-initialised square layers before the head (LinNet)")
+    kfo: bool = option(False, "Kronecker-factored meta-optimizer (linear form) on every adapted parameter")
+    depth: int = option(4, "conv blocks: 4 is standard, 2 the shallow failure case")
+    width: int | None = option(None, "channels per block (default: 64 for Omniglot, 32 otherwise)")
+    inner_steps: int = option(1, "k inner steps, in training and at test (learn2learn: 1)")
+    fast_lr: float = option(0.5, "inner step size α (learn2learn: 0.5)")
+    meta_lr: float = option(0.003, "Adam's step size (learn2learn: 0.003)")
+    meta_batch: int = option(32, "T episodes per meta-step (learn2learn: 32)")
+    iterations: int = option(1000, "meta-steps; the literature trains 60,000, days on a CPU")
+    first_order: bool = option(False, "first-order MAML (FOMAML): drop the second-order terms")
+    device: str = option("cpu", "torch device of the model and episodes: cpu, cuda or cuda:N")
+    seed: int = option(0, "seed of the initialisation, the training episodes and the test episodes")
+    eval_tasks: int = option(600, "test episodes behind the reported accuracy (the literature's 600)")
+    validation_tasks: int = option(100, "validation episodes per check (0: none)")
+    validate_every: int = option(500, "meta-steps between validation checks (0: only at the end)")
+    checkpoint: str | None = option(None, "checkpoint file: resumed from if it exists, written while training")
+    checkpoint_every_seconds: float = option(120.0, "wall-clock seconds between checkpoints",
+                                             flag="--checkpoint-every")
+    checkpoint_every_iterations: int = option(0, "also checkpoint every this many meta-steps (0: off)")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.dataset not in DATASETS:
             raise ParameterError("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
         if self.method not in ("maml", "anil"):
@@ -178,7 +183,7 @@ def _train(state: _State, config: VisionConfig, samplers, progress: bool, stop_a
     bar = tqdm(total=config.iterations, initial=state.iteration, disable=None if progress else True,
                desc=f"{config.dataset} {config.method}", leave=False)
     while state.iteration < end:
-        batch = _to(samplers["train"](config.meta_batch, state.generator), state.device)
+        batch = samplers["train"](config.meta_batch, state.generator).to(state.device)
         out = task_losses(state.model, state.params, batch, state.inner, state.transform,
                           with_accuracy=True, with_pre=False)
         loss = out["post_loss"].mean()  # mean_τ L_query,τ(θ'_τ)
@@ -215,17 +220,11 @@ def _accuracy(state: _State, sampler, n_tasks: int, seed: int, chunk: int) -> Es
     gen, parts = make_generator(seed), []
     with torch.no_grad():  # torch.func.grad inside still differentiates the inner loop
         for begin in range(0, n_tasks, chunk):
-            batch = _to(sampler(min(chunk, n_tasks - begin), gen), state.device)
+            batch = sampler(min(chunk, n_tasks - begin), gen).to(state.device)
             out = task_losses(state.model, state.params, batch, state.inner, state.transform,
                               with_accuracy=True, with_pre=False)
             parts.append(out["post_accuracy"].cpu())  # (tasks,)
     return Estimate.from_samples(torch.cat(parts))
-
-
-def _to(batch: TaskBatch, device: torch.device) -> TaskBatch:
-    """The episodes on ``device``, labels kept int64 (TaskBatch.to does not take weights=None)."""
-    parts = (batch.x_support, batch.y_support, batch.x_query, batch.y_query)
-    return TaskBatch(*(t.to(device) for t in parts))
 
 
 def _resume_key(config: VisionConfig) -> dict:
@@ -273,6 +272,16 @@ def _load(state: _State, config: VisionConfig) -> int:
     state.generator.set_state(saved["generator"])
     state.iteration, state.history = saved["iteration"], saved["history"]
     return state.iteration
+
+
+def run(config: VisionConfig, progress: bool = False) -> dict:
+    """``run_vision`` for ``paper_repro.py vision``: a divergence becomes a UsageError naming the steps."""
+    try:
+        return run_vision(config, progress)
+    except DivergenceError as err:
+        flag = flags(VisionConfig)
+        raise UsageError(f"argument {flag['fast_lr']}: {config.fast_lr:g} with {flag['meta_lr']} "
+                         f"{config.meta_lr:g} makes meta-training diverge ({err}); use smaller steps") from None
 
 
 def format_report(report: dict) -> str:

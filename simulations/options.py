@@ -1,0 +1,153 @@
+"""Command-line options derived from frozen config dataclasses: each setting is declared once.
+
+  dim: int = option(50, "input dimension d: the shallow model's failure grows with d/K")
+
+is an ordinary dataclass field whose metadata carries the help text (and optionally ``flag=``, the
+option's name when it is not ``--field-name``, and ``choices=``). ``add_options(parser, Config)``
+turns every field into one option, its type read from the annotation:
+
+  int, float, str    a value (numbers must be finite)         bool       a switch (store_true)
+  tuple[X, ...]      a comma-separated list of X ('' = empty)  X | None   an optional X (default None)
+
+``config_from_args(Config, args)`` builds the config from the parsed namespace; the config's own
+``__post_init__`` then checks the ranges and raises ParameterError naming the field, which
+``flags(Config)`` maps back to the option.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import types
+import typing
+
+from theory.errors import require_int
+
+
+def option(default, help: str, *, flag: str | None = None, choices=None):
+    """A config field with its command-line help (``flag`` overrides ``--field-name``)."""
+    metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def flags(*configs) -> dict[str, str]:
+    """Field name -> option, over ``configs``: how a ParameterError's name maps to what the user typed."""
+    return {f.name: flag_of(f) for config in configs for f in dataclasses.fields(config)}
+
+
+def takes_value(*configs) -> set[str]:
+    """The options of ``configs`` that read a value (all but the switches)."""
+    hints = {name: hint for config in configs for name, hint in typing.get_type_hints(config).items()}
+    return {flag_of(f) for config in configs for f in dataclasses.fields(config) if hints[f.name] is not bool}
+
+
+def _finite(kind, choices=None):
+    """argparse ``type=`` for int or float: one-line errors, no NaN or infinity, optional choices."""
+    valid = f" (valid: {','.join(map(str, choices))})" if choices else ""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}{valid}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if choices and value not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid choice{valid}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _element(kind, choices):
+    if kind in (int, float):
+        return _finite(kind, choices)
+    if choices:
+        return _finite(str, choices)
+    return kind
+
+
+def _list_of(kind, choices):
+    """Comma-separated values of ``kind``; '' is the empty tuple."""
+    convert_one = _element(kind, choices)
+
+    def convert(text: str) -> tuple:
+        return tuple(convert_one(part.strip()) for part in text.split(",") if part.strip())
+
+    convert.__name__ = f"list of {kind.__name__}"
+    return convert
+
+
+def _unwrap_optional(hint):
+    """X for ``X | None``; the hint itself otherwise."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+        raise TypeError(f"unsupported option type {hint}")
+    return hint
+
+
+def _argument(field: dataclasses.Field, hint) -> dict:
+    """The add_argument keywords for one field."""
+    if "help" not in field.metadata:
+        raise TypeError(f"field {field.name!r} has no help text: declare it with option(default, help)")
+    choices, default = field.metadata.get("choices"), field.default
+    text = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
+    kind = _unwrap_optional(hint)
+    listed = kind is tuple or typing.get_origin(kind) is tuple
+    if listed and choices:
+        text += f"; any of {','.join(map(str, choices))}"
+    if default is not None and not isinstance(default, bool):
+        shown = ",".join(map(str, default)) if listed else default
+        text += f" (default: {shown if shown != '' else repr('')})"
+    if kind is bool:
+        if default is not False:
+            raise TypeError(f"switch {field.name!r} must default to False")
+        return {"action": "store_true", "help": text}
+    if listed:
+        element = (typing.get_args(kind) or (str,))[0]
+        return {"type": _list_of(element, choices), "metavar": "A,B,...", "help": text}
+    if kind in (int, float):
+        return {"type": _finite(kind, choices), "help": text}
+    if kind is str:
+        return {"type": str, "choices": choices, "help": text}
+    raise TypeError(f"unsupported option type {hint} for field {field.name!r}")
+
+
+def add_options(parser: argparse.ArgumentParser, config) -> None:
+    """One ``--field-name`` option per field of the dataclass ``config``; dest = field name."""
+    hints = typing.get_type_hints(config)
+    for field in dataclasses.fields(config):
+        parser.add_argument(flag_of(field), dest=field.name, default=field.default,
+                            **_argument(field, hints[field.name]))
+
+
+def config_from_args(config, args: argparse.Namespace):
+    """The frozen ``config`` built from the parsed options (its __post_init__ checks the ranges)."""
+    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Threads:
+    """Base of the configs whose run uses torch on the CPU: how many threads it may take
+    (paper_repro.py calls torch.set_num_threads with it before the run)."""
+
+    threads: int = option(1, "torch CPU threads: these small problems gain little from more, and "
+                             "oversubscribed threads slow them badly on a busy machine")
+
+    def __post_init__(self):
+        require_int("threads", self.threads, 1, 2**31 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """How a report is printed."""
+
+    json: bool = option(False, "print one JSON object instead of the text report")
