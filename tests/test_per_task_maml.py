@@ -145,9 +145,9 @@ def test_vision_benchmark_smoke():
 
 def test_peak_memory_measurement_prints_nothing(capfd):
     """The CPU profiler behind the memory column logs each start and stop to fd 2; the benchmark silences it."""
-    from simulations.experiments.benchmark import _peak_step_bytes
+    from simulations.experiments.measure import peak_step_bytes
 
     x = torch.ones(1000, dtype=torch.float64, requires_grad=True)
-    peak = _peak_step_bytes(lambda: (x * x).sum().backward(), torch.device("cpu"))
+    peak = peak_step_bytes(lambda: (x * x).sum().backward(), torch.device("cpu"))
     out, err = capfd.readouterr()
     assert peak > 0 and out == "" and err == "", (out, err)

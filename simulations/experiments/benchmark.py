@@ -17,20 +17,16 @@ simulations.per_task_maml (the baseline), "low_rank" = ``simulations.linear_chai
 """
 from __future__ import annotations
 
-import contextlib
-import itertools
-import os
 import statistics
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from simulations.kfo import kfo_transform
+from simulations.experiments.kfo_benchmark import benchmark_kfo_cost, format_kfo_cost
+from simulations.experiments.measure import time_interleaved
 from simulations.linear_chain_maml import low_rank_meta_loss
-from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, meta_loss
+from simulations.maml import InnerLoop, Params, initial_params, meta_loss
 from simulations.meta_gradient import shallow_meta_gradient
 from simulations.models import deep_linear, shallow_linear
 from simulations.options import option
@@ -42,7 +38,6 @@ from theory.task_family import LinearTaskFamily
 GRAD_TOL = 1e-5  # float64 relative meta-gradient difference allowed between two paths
 GOAL_RATIO = 5.0  # the batched path should process ≥ 5× the loop's tasks per second …
 GOAL_SETTINGS = {"meta_batch": 32, "dim": 100, "depth": 3, "width": 64, "threads": 2}  # … here
-WARMUP = 3  # untimed steps per path: first calls allocate buffers and warm caches
 META_LR = 1e-3  # Adam step size of the timed meta-training (small: 20 steps must not diverge)
 PATHS = ("batched", "low_rank", "loop")
 
@@ -89,22 +84,6 @@ def _make_step(path: str, model: torch.nn.Module, family: LinearTaskFamily, meta
     return step
 
 
-def _time_interleaved(steps: dict[str, Callable[[], float]], iterations: int) -> tuple[dict, dict]:
-    """Per-path step times (s) and meta-losses; each repetition runs every path, order rotating."""
-    names = list(steps)
-    for _ in range(WARMUP):
-        for name in names:
-            steps[name]()
-    times = {n: [] for n in names}
-    losses = {n: [] for n in names}
-    for i in range(iterations):
-        for name in names[i % len(names):] + names[:i % len(names)]:
-            start = time.perf_counter()
-            losses[name].append(steps[name]())
-            times[name].append(time.perf_counter() - start)
-    return times, losses
-
-
 def _closed_form(family: LinearTaskFamily, meta_batch: int, inner: InnerLoop, seed: int, iterations: int,
                  dtype: torch.dtype) -> dict:
     """(c) simulations.meta_gradient.shallow_meta_gradient on the shallow model f(x) = θᵀx.
@@ -135,7 +114,7 @@ def _closed_form(family: LinearTaskFamily, meta_batch: int, inner: InnerLoop, se
     for path in ("batched", "loop"):
         steps[path] = _make_step(path, shallow_linear(family.dim, seed=seed, dtype=dtype), family, meta_batch,
                                  inner, seed + 1, dtype)
-    times, _ = _time_interleaved(steps, iterations)
+    times, _ = time_interleaved(steps, iterations)
     return {"rel_diff": rel, "agrees": rel <= GRAD_TOL,
             "timing": {p: _summary(times[p], times["loop"], meta_batch) for p in steps}}
 
@@ -178,7 +157,7 @@ def benchmark_meta_training(dim: int = 100, depth: int = 3, width: int = 64, met
                  for order in ("second_order", "first_order")}
         step_fns = {p: _make_step(p, deep_linear(dim, depth, width, seed=seed, dtype=dtype), family,
                                   meta_batch, inner, seed + 1, dtype) for p in PATHS}
-        times, losses = _time_interleaved(step_fns, iterations)
+        times, losses = time_interleaved(step_fns, iterations)
         closed = _closed_form(family, meta_batch, inner, seed, iterations, dtype)
     finally:
         torch.set_num_threads(previous)
@@ -232,130 +211,6 @@ def format_benchmark(result: dict) -> str:
                      f"‖Δg‖/‖g‖ = {closed['rel_diff']:.2e}; full steps:")
         lines += _timing_rows(closed["timing"], {})
     return "\n".join(lines)
-
-
-# -- cost of the Kronecker-factored meta-optimizer (simulations.kfo) ----------------------------------
-KFO_MEMORY_REPEATS = 3  # profiled steps per path; the median peak is reported
-KFO_MEMORY_METHOD = {
-    "cpu": "torch.profiler(profile_memory=True) records each CPU allocation (+bytes) and free (−bytes) "
-           "during one step; the peak of their running sum in time order is the step's peak extra "
-           "allocation. Frees of blocks allocated before the step (last step's gradients) are not "
-           "recorded, so it counts the step's own allocations: an upper bound on the rise in live memory.",
-    "cuda": "torch.cuda.max_memory_allocated during one step (peak stats reset before it), minus "
-            "torch.cuda.memory_allocated when it began."}
-
-
-def _kfo_step(model: torch.nn.Module, transform: GradientTransform | None, family: LinearTaskFamily, meta_batch: int,
-              inner: InnerLoop, seed: int, dtype: torch.dtype, device: torch.device) -> Callable[[], float]:
-    """One full MAML(+KFO) step on the functional path: sample, meta_loss, backward, Adam over θ (and φ)."""
-    gen, params = make_generator(seed), initial_params(model)
-    t_params = transform.params if transform is not None else {}
-    opt = torch.optim.Adam([*params.values(), *t_params.values()], lr=META_LR)
-
-    def step() -> float:
-        batch = sample_regression_tasks(family, meta_batch, gen, dtype).to(device)
-        loss = meta_loss(model, params, batch, inner, transform)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()  # .item() waits for the device
-
-    return step
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null: the profiler's C++ side logs every start and stop
-    ("USDT: ... profiler_start") and warns about blocks allocated before it began, straight to fd 2."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _peak_step_bytes(step: Callable[[], float], device: torch.device) -> int:
-    """Peak bytes allocated while ``step`` runs above those allocated when it began (KFO_MEMORY_METHOD)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    cpu = [torch.profiler.ProfilerActivity.CPU]
-    with _quiet_stderr(), torch.profiler.profile(activities=cpu, profile_memory=True) as prof:
-        step()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
-
-
-def benchmark_kfo_cost(dim: int = 100, depth: int = 3, width: int = 64, meta_batch: int = 32,
-                       support: int = 10, query: int = 10, iterations: int = 20, threads: int = 2,
-                       form: str = "linear", seed: int = 0, dtype: torch.dtype = torch.float32,
-                       alpha: float = 0.05, device: str = "cpu") -> dict:
-    """Cost of one MAML+KFO meta-step relative to plain functional MAML (simulations.maml.meta_loss).
-
-    Same deep linear model, same task stream, one second-order inner step. Time: interleaved
-    repetitions after WARMUP steps (``_time_interleaved``), ratio = median_i t_kfo,i / t_plain,i.
-    Memory: median over KFO_MEMORY_REPEATS steps of each path's peak extra allocation
-    (``_peak_step_bytes``). Returns settings, 'timing', 'time_ratio', 'memory', 'memory_ratio',
-    'meta_parameters' (θ and KFO factor counts), 'init_loss_gap' (untrained KFO = plain step: 0).
-    """
-    inner, dev = InnerLoop(alpha), torch.device(device)
-    settings = {"dim": dim, "depth": depth, "width": width, "meta_batch": meta_batch, "support": support,
-                "query": query, "iterations": iterations, "threads": threads, "form": form, "seed": seed,
-                "dtype": str(dtype).replace("torch.", ""), "alpha": alpha, "device": str(dev)}
-    for name in ("dim", "depth", "width", "meta_batch", "support", "query", "iterations", "threads"):
-        require_int(name, settings[name], 1)
-    family = LinearTaskFamily.subspace(dim, support, query, rank=min(5, dim))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        models = {p: deep_linear(dim, depth, width, seed=seed, dtype=dtype).to(dev) for p in ("plain", "kfo")}
-        transform = kfo_transform(models["kfo"], form, dtype=dtype)
-        steps = {p: _kfo_step(models[p], transform if p == "kfo" else None, family, meta_batch, inner,
-                              seed + 1, dtype, dev) for p in models}
-        init_gap = abs(steps["kfo"]() - steps["plain"]())  # the first step: identical θ, φ = identity
-        times, _ = _time_interleaved(steps, iterations)
-        memory = {p: statistics.median(_peak_step_bytes(steps[p], dev) for _ in range(KFO_MEMORY_REPEATS))
-                  for p in steps}
-    finally:
-        torch.set_num_threads(previous)
-    ratios = sorted(k / p for k, p in zip(times["kfo"], times["plain"]))
-    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
-    return {"settings": settings, "time_ratio": statistics.median(ratios), "time_ratio_quartiles": (q1, q3),
-            "timing": {p: {"median_s": statistics.median(t), "times_s": t} for p, t in times.items()},
-            "memory": memory, "memory_ratio": memory["kfo"] / memory["plain"],
-            "memory_method": KFO_MEMORY_METHOD[dev.type],
-            "meta_parameters": {"theta": sum(p.numel() for p in models["plain"].parameters()),
-                                "kfo_factors": sum(t.numel() for t in transform.params.values())},
-            "init_loss_gap": init_gap}
-
-
-def format_kfo_cost(result: dict) -> str:
-    """A human-readable summary of ``benchmark_kfo_cost``'s result."""
-    s, t, m = result["settings"], result["timing"], result["memory"]
-    q1, q3 = result["time_ratio_quartiles"]
-    return "\n".join([
-        f"MAML+KFO ({s['form']}) vs plain functional MAML: T = {s['meta_batch']} tasks, d = {s['dim']}, "
-        f"depth {s['depth']}, width {s['width']}, K = {s['support']}, Q = {s['query']}, α = {s['alpha']}, "
-        f"{s['dtype']}, {s['device']}, {s['threads']} threads, {s['iterations']} interleaved repetitions",
-        f"  meta-parameters: θ {result['meta_parameters']['theta']}, "
-        f"KFO factors {result['meta_parameters']['kfo_factors']}; "
-        f"first-step meta-loss gap (untrained KFO = plain step) {result['init_loss_gap']:.1e}",
-        f"  time per full step (sample, meta-loss, backward, Adam): "
-        f"plain {1e3 * t['plain']['median_s']:.2f} ms, KFO {1e3 * t['kfo']['median_s']:.2f} ms; "
-        f"ratio {result['time_ratio']:.2f}× [{q1:.2f}, {q3:.2f}]",
-        f"  peak extra memory per step: plain {m['plain'] / 2**20:.2f} MiB, KFO {m['kfo'] / 2**20:.2f} MiB; "
-        f"ratio {result['memory_ratio']:.2f}×",
-        f"  memory method: {result['memory_method']}"])
-
 
 
 # -- the command: paper_repro.py bench -----------------------------------------------------------------

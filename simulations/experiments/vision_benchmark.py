@@ -5,7 +5,7 @@
 Each path runs full meta-steps (sample episodes, meta-loss, backward, Adam) with its own
 copy of the meta-parameters, interleaved with the others so machine noise hits all alike;
 ratios are medians of per-repetition ratios. Peak memory is each step's peak extra
-allocation (simulations.experiments.benchmark._peak_step_bytes: torch.profiler events on CPU,
+allocation (simulations.experiments.measure.peak_step_bytes: torch.profiler events on CPU,
 torch.cuda.max_memory_allocated on CUDA).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from simulations.experiments.benchmark import _peak_step_bytes, _time_interleaved
+from simulations.experiments.measure import peak_step_bytes, time_interleaved
 from simulations.kfo import kfo_transform
 from simulations.maml import InnerLoop, adapted_names, initial_params, meta_loss
 from simulations.per_task_maml import per_task_meta_loss
@@ -66,8 +66,8 @@ def benchmark_vision(ways: int = 5, shots: int = 1, query: int = 5, depth: int =
     sampler = episode_sampler(pool, ways, shots, query)
     steps = {f"{m}/{p}": _step(p, m, sampler, ways, pool.image_shape, depth, width, meta_batch, dev, seed)
              for m in METHODS for p in ("batched", "loop")}
-    times, _ = _time_interleaved(steps, iterations)
-    memory = {name: _peak_step_bytes(step, dev) for name, step in steps.items()}
+    times, _ = time_interleaved(steps, iterations)
+    memory = {name: peak_step_bytes(step, dev) for name, step in steps.items()}
     out = {"settings": {"ways": ways, "shots": shots, "query": query, "depth": depth, "width": width,
                         "meta_batch": meta_batch, "iterations": iterations, "threads": threads, "device": device},
            "methods": {}}
