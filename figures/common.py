@@ -46,9 +46,15 @@ REFERENCE_STYLE = {
 REFERENCE_LINEWIDTH = 1.3
 
 
-def draw_reference_losses(ax, levels: dict, keys=REFERENCE_LOSSES) -> list:
-    """Horizontal lines at the theory levels ``levels[key]`` for each key (REFERENCE_STYLE); returns the lines."""
-    return [ax.axhline(levels[key], linewidth=REFERENCE_LINEWIDTH, **REFERENCE_STYLE[key]) for key in keys]
+def draw_reference_losses(ax, levels: dict, keys=REFERENCE_LOSSES, with_values: bool = False) -> list:
+    """Horizontal lines at the theory levels ``levels[key]`` for each key, styled by REFERENCE_STYLE (the
+    label followed by ": value" with ``with_values``); returns the lines."""
+    lines = []
+    for key in keys:
+        style = REFERENCE_STYLE[key]
+        label = f"{style['label']}: {levels[key]:.3f}" if with_values else style["label"]
+        lines.append(ax.axhline(levels[key], linewidth=REFERENCE_LINEWIDTH, **(style | {"label": label})))
+    return lines
 
 
 def mean_ci95(samples) -> tuple[float, float]:

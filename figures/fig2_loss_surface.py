@@ -168,8 +168,8 @@ def _plot_shallow(ax, fig, s: dict, t: dict) -> None:
     ax.plot(s["w"], s["post"], color=COLORS["shallow"], label=f"meta-objective L(w), α = {t['alpha']:g}")
     pre = REFERENCE_STYLE["pre_adaptation_loss"]
     ax.plot(s["w"], s["pre"], color=pre["color"], linestyle=pre["linestyle"], label="pre-adaptation loss at w")
-    draw_reference_losses(ax, t, keys=("shallow_best_post_loss",))
-    ax.axhline(t["deep_min_loss"], color=COLORS["deep"], linestyle="--", linewidth=1,
+    draw_reference_losses(ax, t, keys=("shallow_best_post_loss",), with_values=True)
+    ax.axhline(t["deep_min_loss"], color=COLORS["deep"], linestyle="-", linewidth=1,
                label=f"depth-2 minimum at α = {t['alpha']:g} (panel b): {t['deep_min_loss']:.3f}")
     path = s["path"]
     sc = ax.scatter([p["w"] for p in path], [p["loss"] for p in path], c=[p["iteration"] for p in path],

@@ -201,6 +201,8 @@ def test_reference_levels_are_drawn_one_way(built, number):
     fig = TINY[number][0].plot(results)
     try:
         by_label = {style["label"]: key for key, style in REFERENCE_STYLE.items()}
+        by_label |= {f"{style['label']}: {theory[key]:.3f}": key for key, style in REFERENCE_STYLE.items()
+                     if key in theory}  # draw_reference_losses(..., with_values=True)
         for i, ax in enumerate(fig.axes):
             for line in ax.get_lines():
                 key = by_label.get(line.get_label())
