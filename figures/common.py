@@ -1,4 +1,4 @@
-"""Shared figure plumbing: seed-level summaries, CSV rows, and atomic PDF/PNG output."""
+"""Shared figure plumbing: seed-level summaries, CSV rows, the theory reference levels, and atomic PDF/PNG output."""
 from __future__ import annotations
 
 import csv
@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from simulations.atomic_io import atomic_write_bytes, atomic_write_text
+from theory.shallow_maml import REFERENCE_LOSSES
 
 
 class Profiles:
@@ -33,6 +34,27 @@ class Profiles:
 
 COLORS = {"shallow": "#000000", "deep": "#d62728", "linnet": "#1f77b4", "kfo": "#2ca02c",
           "logr": "#000000", "logr+linnet": "#1f77b4", "logr+kfo": "#2ca02c", "theory": "#7f7f7f"}
+
+# The three theory levels (theory.shallow_maml.reference_losses), drawn the same way in every figure:
+# one label, one line style and one colour per level (none of them a model's colour in COLORS).
+REFERENCE_STYLE = {
+    "pre_adaptation_loss": {"label": "pre-adaptation (theory, θ = μ)", "color": "#7f7f7f", "linestyle": ":"},
+    "shallow_best_post_loss": {"label": "best shallow step (theory)", "color": "#8c564b", "linestyle": "--"},
+    "preconditioned_best_post_loss": {"label": "optimal preconditioner (theory)", "color": "#9467bd",
+                                      "linestyle": "-."},
+}
+REFERENCE_LINEWIDTH = 1.3
+
+
+def draw_reference_losses(ax, levels: dict, keys=REFERENCE_LOSSES, with_values: bool = False) -> list:
+    """Horizontal lines at the theory levels ``levels[key]`` for each key, styled by REFERENCE_STYLE (the
+    label followed by ": value" with ``with_values``); returns the lines."""
+    lines = []
+    for key in keys:
+        style = REFERENCE_STYLE[key]
+        label = f"{style['label']}: {levels[key]:.3f}" if with_values else style["label"]
+        lines.append(ax.axhline(levels[key], linewidth=REFERENCE_LINEWIDTH, **(style | {"label": label})))
+    return lines
 
 
 def mean_ci95(samples) -> tuple[float, float]:

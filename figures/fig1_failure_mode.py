@@ -15,14 +15,16 @@ import numpy as np
 import torch
 
 from figures.checkpoint import run_unit
-from figures.common import COLORS, Profiles, mean_ci95
+from figures.common import COLORS, Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop, task_losses
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import make_generator, sample_classification_tasks, sample_regression_tasks
 from simulations.training import meta_train
-from theory import preconditioned_maml as pre
-from theory import shallow_maml as sh
+from theory.shallow_maml import optimal_step_size, reference_losses
 from theory.task_family import LinearTaskFamily
+
+MODELS = {"regression": {"shallow": "shallow", "deep": "deep", "linnet": "linnet", "kfo": "kfo"},
+          "classification": {"logr": "shallow", "logr+linnet": "linnet", "logr+kfo": "kfo"}}  # name -> zoo name
 
 
 @dataclass(frozen=True)
@@ -76,31 +78,28 @@ def _curve(name: str, sampler, inner, config: Config, seed: int, with_accuracy: 
 def compute(config: Config, seed: int = 0, progress=None) -> dict:
     """Learning curves for every model and seed, and the theory lines of panel (a)."""
     family = LinearTaskFamily.subspace(config.dim, config.support, config.query, rank=config.rank, seed=seed)
-    alpha = sh.optimal_step_size(family)
+    alpha = optimal_step_size(family)
     panels = {
-        "regression": (lambda n, g: sample_regression_tasks(family, n, g), InnerLoop(alpha),
-                       {"shallow": "shallow", "deep": "deep", "linnet": "linnet", "kfo": "kfo"}),
+        "regression": (lambda n, g: sample_regression_tasks(family, n, g), InnerLoop(alpha)),
         "classification": (lambda n, g: sample_classification_tasks(family, n, g),
-                           InnerLoop(config.classification_alpha, loss="logistic"),
-                           {"logr": "shallow", "logr+linnet": "linnet", "logr+kfo": "kfo"}),
+                           InnerLoop(config.classification_alpha, loss="logistic")),
     }
     runs = []
-    for panel, (sampler, inner, models) in panels.items():
-        for name, zoo_name in models.items():
+    for panel, (sampler, inner) in panels.items():
+        for name, zoo_name in MODELS[panel].items():
             for s in range(config.seeds):
+                run_seed = seed + 100 * s  # the model's initialisation and its meta-training draws
                 curve = run_unit(progress, f"{panel}/{name}/{s}", partial(
-                    _curve, zoo_name, sampler, inner, config, seed + 100 * s, panel == "classification"))
-                runs.append({"panel": panel, "model": name, "seed": seed + s, **curve})
+                    _curve, zoo_name, sampler, inner, config, run_seed, panel == "classification"))
+                runs.append({"panel": panel, "model": name, "seed": run_seed, **curve})
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alpha,
-              "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),
-              "shallow_best_post_loss": sh.best_post_adaptation_loss(family),
-              "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
+              **reference_losses(family)}
     return {"runs": runs, "theory": theory}
 
 
 def n_units(config: Config) -> int:
     """Progress units (one per meta-training run)."""
-    return 7 * config.seeds
+    return sum(len(models) for models in MODELS.values()) * config.seeds
 
 
 def rows(results: dict) -> list[dict]:
@@ -138,10 +137,7 @@ def plot(results: dict):
             ax.fill_between(it, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1], color=COLORS[model],
                             alpha=0.2)
     ax = axes[0]
-    for key, style, label in [("pre_adaptation_loss", ":", "pre-adaptation (theory)"),
-                              ("shallow_best_post_loss", "--", "best shallow step (theory)"),
-                              ("preconditioned_best_post_loss", "-.", "optimal preconditioner (theory)")]:
-        ax.axhline(theory[key], color=COLORS["theory"], linestyle=style, label=label)
+    draw_reference_losses(ax, theory)
     ax.set(title=f"(a) linear regression, α = α* = {theory['alpha']:.3f}", xlabel="meta-training iteration",
            ylabel="post-adaptation query loss (½ MSE)")
     axes[1].set(title="(b) binary classification", xlabel="meta-training iteration",

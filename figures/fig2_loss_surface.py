@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 
-from figures.common import COLORS, Profiles
+from figures.common import COLORS, REFERENCE_STYLE, Profiles, draw_reference_losses
 from simulations.maml import InnerLoop, adapt, initial_params, meta_loss
 from simulations.models import deep_linear, shallow_linear
 from simulations.tasks import make_generator, sample_regression_tasks
-from theory import scalar_deep as sd
-from theory import shallow_maml as sh
+from theory.scalar_deep import depth2_scalar_meta_objective, depth2_scalar_minima
+from theory.shallow_maml import optimal_step_size, post_adaptation_loss, pre_adaptation_loss, reference_losses
 from theory.task_family import LinearTaskFamily
 
 TASK_COLORS = ("tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan",
@@ -98,29 +98,30 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
     family, inner = _family(config), InnerLoop(config.alpha)
     k, mu, var, alpha = config.support, config.mu, config.task_var, config.alpha
     w = np.linspace(-config.span, config.span, config.grid)
-    shallow = {"w": w.tolist(), "post": [sh.post_adaptation_loss(family, np.array([v]), alpha) for v in w],
-               "pre": [sh.pre_adaptation_loss(family, np.array([v])) for v in w]}
+    shallow = {"w": w.tolist(), "post": [post_adaptation_loss(family, np.array([v]), alpha) for v in w],
+               "pre": [pre_adaptation_loss(family, np.array([v])) for v in w]}
     path, _ = _sgd_path(shallow_linear(1), (config.shallow_init,), family, inner, config, seed)
-    shallow["path"] = [{"iteration": i, "w": v, "loss": sh.post_adaptation_loss(family, np.array([v]), alpha)}
+    shallow["path"] = [{"iteration": i, "w": v, "loss": post_adaptation_loss(family, np.array([v]), alpha)}
                        for i, v in path]
     if progress is not None:
         progress.update(1)
     g1, g2 = np.meshgrid(w, w, indexing="xy")  # (grid, grid): rows w₂, columns w₁
     model = deep_linear(1, 2, 1)
     deep_path, params = _sgd_path(model, config.deep_init, family, inner, config, seed + 1)
-    objective = lambda a, b: sd.depth2_scalar_meta_objective(a, b, alpha, k, mu, var)  # noqa: E731
+    objective = lambda a, b: depth2_scalar_meta_objective(a, b, alpha, k, mu, var)  # noqa: E731
     deep = {"surface": objective(g1, g2).tolist(),
             "path": [{"iteration": i, "w1": a, "w2": b, "loss": objective(a, b)} for i, a, b in deep_path],
             "minima": [{"w1": a, "w2": b, "loss": v}
-                       for a, b, v in sd.depth2_scalar_minima(alpha, k, mu, var)],
+                       for a, b, v in depth2_scalar_minima(alpha, k, mu, var)],
             "arrows": _adaptation_arrows(model, params, family, inner, config, seed)}
     if progress is not None:
         progress.update(1)
+    levels = reference_losses(family)  # at w = μ
     theory = {"support": k, "mu": mu, "task_var": var, "alpha": alpha,
-              "shallow_alpha_star": sh.optimal_step_size(family),
-              "shallow_best_post_loss": sh.best_post_adaptation_loss(family),
-              "shallow_post_loss_at_mu": sh.post_adaptation_loss(family, np.array([mu]), alpha),
-              "pre_adaptation_loss_at_mu": sh.pre_adaptation_loss(family, np.array([mu])),
+              "shallow_alpha_star": optimal_step_size(family),
+              "shallow_best_post_loss": levels["shallow_best_post_loss"],
+              "shallow_post_loss_at_mu": post_adaptation_loss(family, np.array([mu]), alpha),
+              "pre_adaptation_loss_at_mu": levels["pre_adaptation_loss"],
               "deep_min_loss": deep["minima"][0]["loss"]}
     return {"shallow": shallow, "deep": deep, "theory": theory}
 
@@ -165,18 +166,18 @@ def plot(results: dict):
 def _plot_shallow(ax, fig, s: dict, t: dict) -> None:
     """Panel (a): L(w), the pre-adaptation loss, the reference levels and the SGD path on the curve."""
     ax.plot(s["w"], s["post"], color=COLORS["shallow"], label=f"meta-objective L(w), α = {t['alpha']:g}")
-    ax.plot(s["w"], s["pre"], color=COLORS["theory"], linestyle=":", label="pre-adaptation loss")
-    ax.axhline(t["shallow_best_post_loss"], color=COLORS["theory"], linestyle="-.", linewidth=1,
-               label=f"shallow at w = μ with its best step α* = {t['shallow_alpha_star']:.3f}: "
-                     f"{t['shallow_best_post_loss']:.3f}")
-    ax.axhline(t["deep_min_loss"], color=COLORS["deep"], linestyle="--", linewidth=1,
+    pre = REFERENCE_STYLE["pre_adaptation_loss"]
+    ax.plot(s["w"], s["pre"], color=pre["color"], linestyle=pre["linestyle"], label="pre-adaptation loss at w")
+    draw_reference_losses(ax, t, keys=("shallow_best_post_loss",), with_values=True)
+    ax.axhline(t["deep_min_loss"], color=COLORS["deep"], linestyle="-", linewidth=1,
                label=f"depth-2 minimum at α = {t['alpha']:g} (panel b): {t['deep_min_loss']:.3f}")
     path = s["path"]
     sc = ax.scatter([p["w"] for p in path], [p["loss"] for p in path], c=[p["iteration"] for p in path],
                     cmap="viridis", s=14, zorder=3, label="SGD trajectory of w")
     ax.plot(path[-1]["w"], path[-1]["loss"], "*", color="gold", markeredgecolor="k", markersize=13, zorder=4,
             label="end of training")
-    ax.set(title="(a) shallow model f(x) = w·x", xlabel="w", ylabel="expected post-adaptation loss (½ MSE)",
+    ax.set(title=f"(a) shallow model f(x) = w·x; its best step at w = μ: α* = {t['shallow_alpha_star']:.3f}",
+           xlabel="w", ylabel="expected post-adaptation loss (½ MSE)",
            xlim=(min(s["w"]), max(s["w"])), ylim=(0, 1.25 * path[0]["loss"]))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax.grid(alpha=0.3)

@@ -20,14 +20,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.checkpoint import run_unit
-from figures.common import COLORS, Profiles, mean_ci95
+from figures.common import COLORS, REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
 from simulations.training import evaluate, meta_train
-from theory import preconditioned_maml as pre
-from theory import shallow_maml as sh
 from theory.errors import DivergenceError
+from theory.shallow_maml import REFERENCE_LOSSES, optimal_step_size, post_adaptation_loss, reference_losses
 from theory.task_family import LinearTaskFamily
 
 PANELS = ("depth", "width", "ratio")
@@ -76,7 +75,7 @@ def _family(config: Config, dim: int, seed: int) -> LinearTaskFamily:
 def _run(config: Config, dim: int, depth: int, width: int, seed: int, s: int) -> dict:
     """Meta-train one model and evaluate it on fresh tasks; divergence gives a note, no numbers."""
     family = _family(config, dim, seed)
-    inner = InnerLoop(sh.optimal_step_size(family))
+    inner = InnerLoop(optimal_step_size(family))
     sampler = partial(sample_regression_tasks, family)  # (n_tasks, generator) -> TaskBatch
     model = deep_linear(dim, depth, width, seed=seed + s)
     record = {"dim": dim, "depth": depth, "width": width, "seed": seed + s, "post_loss": None,
@@ -93,16 +92,14 @@ def _run(config: Config, dim: int, depth: int, width: int, seed: int, s: int) ->
                   post_stderr=est["post_loss"].stderr)
     if depth == 1:  # the shallow model: the closed form at its own trained θ
         theta = trained.params[model.head_name].numpy().reshape(dim)
-        record["closed_form_at_trained"] = sh.post_adaptation_loss(family, theta, inner.alpha)
+        record["closed_form_at_trained"] = post_adaptation_loss(family, theta, inner.alpha)
     return record
 
 
 def _theory(config: Config, dim: int, seed: int) -> dict:
     family = _family(config, dim, seed)
-    return {"dim": dim, "d_over_k": dim / config.support, "alpha": sh.optimal_step_size(family),
-            "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),
-            "shallow_best_post_loss": sh.best_post_adaptation_loss(family),
-            "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
+    return {"dim": dim, "d_over_k": dim / config.support, "alpha": optimal_step_size(family),
+            **reference_losses(family)}
 
 
 def compute(config: Config, seed: int = 0, progress=None) -> dict:
@@ -147,8 +144,7 @@ def rows(results: dict) -> list[dict]:
             "closed_form_at_trained", "seeds", "diverged", "note")
     out = [{k: ("" if p[k] is None else p[k]) for k in keys} for p in summarize(results)]
     for t in results["theory"]:
-        for key in ("alpha", "pre_adaptation_loss", "shallow_best_post_loss",
-                    "preconditioned_best_post_loss"):
+        for key in ("alpha", *REFERENCE_LOSSES):
             out.append({**dict.fromkeys(keys, ""), "panel": "theory", "x": t["d_over_k"], "dim": t["dim"],
                         "post_loss": t[key], "note": key})
     return out
@@ -163,7 +159,7 @@ def plot(results: dict):
               "depth L"),
              (axes[1], "width", "deep", f"(b) width, depth 2 (d = {main['dim']})", "hidden width h")]
     for ax, panel, color, title, xlabel in specs:
-        _theory_lines(ax, main)
+        draw_reference_losses(ax, main)
         _series(ax, [p for p in points if p["panel"] == panel], COLORS[color], "MAML-trained (mean, 95% CI)")
         ax.set(title=title, xlabel=xlabel)
     widths = [p["x"] for p in points if p["panel"] == "width"]
@@ -185,13 +181,6 @@ def plot(results: dict):
     return fig
 
 
-def _theory_lines(ax, t: dict) -> None:
-    for key, style, label in [("pre_adaptation_loss", ":", "pre-adaptation (theory, θ = μ)"),
-                              ("shallow_best_post_loss", "--", "best shallow step (theory)"),
-                              ("preconditioned_best_post_loss", "-.", "optimal preconditioner (theory)")]:
-        ax.axhline(t[key], color=COLORS["theory"], linestyle=style, label=label)
-
-
 def _series(ax, points: list[dict], color: str, label: str) -> None:
     """Error bars for the points with data; 'diverged' written where a point is missing."""
     points = sorted(points, key=lambda p: p["x"])
@@ -208,14 +197,15 @@ def _ratio_panel(ax, points: list[dict], results: dict) -> None:
     theory = sorted(results["theory"], key=lambda t: t["dim"])
     k, r = results["support"], results["rank"]
     dims = np.geomspace(min(t["dim"] for t in theory), max(t["dim"] for t in theory), 100)
-    pre_loss = theory[0]["pre_adaptation_loss"]  # r/2 for every d (Σw = UUᵀ)
-    ax.axhline(pre_loss, color=COLORS["theory"], linestyle=":", label="pre-adaptation (theory, θ = μ)")
-    ax.plot(dims / k, pre_loss * (dims + 1) / (k + dims + 1), color=COLORS["theory"], linestyle="--",
-            label="best shallow step (theory): L_pre (d+1)/(K+d+1)")
+    # pre-adaptation r/2 and optimal preconditioner ½r(r+1)/(K+r+1) are the same for every d (Σw = UUᵀ);
+    # the best shallow step L_pre (d+1)/(K+d+1) is a curve in d, drawn in its level's style
+    draw_reference_losses(ax, theory[0], keys=("pre_adaptation_loss",))
+    shallow = REFERENCE_STYLE["shallow_best_post_loss"]
+    pre_loss = theory[0]["pre_adaptation_loss"]
+    ax.plot(dims / k, pre_loss * (dims + 1) / (k + dims + 1), linewidth=REFERENCE_LINEWIDTH, **shallow)
     ax.plot([t["d_over_k"] for t in theory], [t["shallow_best_post_loss"] for t in theory], "x",
-            color=COLORS["theory"])
-    ax.axhline(theory[0]["preconditioned_best_post_loss"], color=COLORS["theory"], linestyle="-.",
-               label=f"optimal preconditioner (theory): ½r(r+1)/(K+r+1), r = {r}")
+            color=shallow["color"])
+    draw_reference_losses(ax, theory[0], keys=("preconditioned_best_post_loss",))
     _series(ax, [p for p in points if p["panel"] == "ratio:shallow"], COLORS["shallow"],
             "shallow (MAML-trained)")
     _series(ax, [p for p in points if p["panel"] == "ratio:deep"], COLORS["deep"],
@@ -223,7 +213,7 @@ def _ratio_panel(ax, points: list[dict], results: dict) -> None:
     ax.set_xscale("log", base=2)
     ticks = sorted({t["d_over_k"] for t in theory})
     ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
-    ax.set(title=f"(c) input dimension, K = {k}, α = α*(d)", xlabel="d / K")
+    ax.set(title=f"(c) input dimension, K = {k}, r = {r}, α = α*(d)", xlabel="d / K")
 
 
 def _num(value) -> str:

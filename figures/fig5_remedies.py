@@ -11,14 +11,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.checkpoint import run_unit
-from figures.common import Profiles, mean_ci95
+from figures.common import Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train
-from theory import preconditioned_maml as pre
-from theory import shallow_maml as sh
 from theory.errors import DivergenceError
+from theory.shallow_maml import optimal_step_size, reference_losses
 from theory.task_family import LinearTaskFamily
 
 BASES = ("shallow", "deep")
@@ -75,7 +74,7 @@ def _run(config: Config, task: str, name: str, seed: int, family: LinearTaskFami
 
 def compute(config: Config, seed: int = 0, progress=None) -> dict:
     family = LinearTaskFamily.subspace(config.dim, config.support, config.query, rank=config.rank, seed=seed)
-    alphas = {"regression": sh.optimal_step_size(family), "classification": config.classification_alpha}
+    alphas = {"regression": optimal_step_size(family), "classification": config.classification_alpha}
     runs = []
     for task, alpha in alphas.items():
         for base in BASES:
@@ -85,9 +84,7 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
                         _run, config, task, zoo_name(base, remedy), seed + 100 * s, family, alpha))
                     runs.append({"task": task, "base": base, "remedy": label, "seed": seed + 100 * s, **result})
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alphas["regression"],
-              "pre_adaptation_loss": sh.pre_adaptation_loss(family, family.task_mean),
-              "shallow_best_post_loss": sh.best_post_adaptation_loss(family),
-              "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
+              **reference_losses(family)}
     return {"runs": runs, "theory": theory}
 
 
@@ -139,10 +136,7 @@ def plot(results: dict):
                                           for b in BASES])
         ax.set(title=title)
         ax.grid(alpha=0.3, axis="y")
-    for key, style, label in [("pre_adaptation_loss", ":", "pre-adaptation (theory)"),
-                              ("shallow_best_post_loss", "--", "best shallow step (theory)"),
-                              ("preconditioned_best_post_loss", "-.", "optimal preconditioner (theory)")]:
-        axes[0].axhline(theory[key], color="black", linestyle=style, lw=1, label=label)
+    draw_reference_losses(axes[0], theory)
     axes[0].legend(fontsize=7, loc="upper right")
     axes[0].set_ylim(0, theory["pre_adaptation_loss"] * 1.45)
     axes[2].set_ylim(0.5, 1.0)

@@ -86,7 +86,9 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
 
 
 def n_units(config: Config) -> int:
-    return len(available(config)) * len(METHODS) * len(DEPTHS) * len(REMEDIES)
+    """Progress units: one run per present dataset × method × depth × remedy (absent datasets run nothing)."""
+    present = sum(reason is None for reason in available(config).values())
+    return present * len(METHODS) * len(DEPTHS) * len(REMEDIES)
 
 
 def rows(results: dict) -> list[dict]:

@@ -1,20 +1,28 @@
 """Smoke test of the figure registry (STYLE item 10): every figure with a tiny profile into a
 temporary folder; its JSON, CSV, PDF and PNG exist, the numbers are finite, --replot needs no
-recomputation, the same seed gives the same CSV bytes, and one claim of the theory holds per figure.
+recomputation, the same seed gives the same CSV bytes, the progress bar counts the units that run,
+the theory levels are drawn one way, and one claim of the theory holds per figure.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
+import inspect
 import io
 import json
 import math
+import pkgutil
+import re
 import shutil
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
 import paper_repro
+import simulations.checks
 from figures import (
     fig1_failure_mode,
     fig2_loss_surface,
@@ -24,8 +32,12 @@ from figures import (
     fig6_phase_diagram,
     fig7_vision,
 )
+from figures.checkpoint import UnitCheckpoint
+from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE
 from figures.registry import FIGURES, run_figure
 from tests.helpers import assert_close
+from theory.errors import DivergenceError
+from theory.shallow_maml import REFERENCE_LOSSES
 
 TINY = {  # figure -> (module, its tiny profile); each figure takes a few seconds at most
     1: (fig1_failure_mode, fig1_failure_mode.Config(dim=10, iterations=20, eval_every=10, eval_tasks=50,
@@ -51,16 +63,45 @@ def _tiny_profiles(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(module.Config, "quick", classmethod(lambda cls, c=config: c))
 
 
-def _run_all(out, seed: int = 0, numbers=tuple(TINY)) -> dict:
+def _count_progress(mp: pytest.MonkeyPatch, progress: dict) -> None:
+    """Record, per figure, the progress bar's total and the units that ticked it: {number: [total, ticks]}."""
+    real_init, real_run, real_update = UnitCheckpoint.__init__, UnitCheckpoint.run, UnitCheckpoint.update
+
+    def init(self, path, signature, bar=None):
+        real_init(self, path, signature, bar)
+        progress[signature["figure"]] = [None if bar is None else bar.total, 0]
+
+    def run(self, key, compute):
+        progress[self.signature["figure"]][1] += 1
+        return real_run(self, key, compute)
+
+    def update(self, n=1):
+        progress[self.signature["figure"]][1] += n
+        real_update(self, n)
+
+    mp.setattr(UnitCheckpoint, "__init__", init)
+    mp.setattr(UnitCheckpoint, "run", run)
+    mp.setattr(UnitCheckpoint, "update", update)
+
+
+def _run_all(out, seed: int = 0, numbers=tuple(TINY), progress: dict | None = None) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         _tiny_profiles(mp)
+        if progress is not None:
+            _count_progress(mp, progress)
         return {n: run_figure(n, out=str(out), seed=seed) for n in numbers}
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def progress() -> dict:
+    """Filled by ``built``: {number: [the progress bar's total, the units that ticked it]}."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, progress):
     """Every figure, tiny profile, seed 0: {number: [json, csv, pdf, png]}."""
-    return _run_all(tmp_path_factory.mktemp("figures"))
+    return _run_all(tmp_path_factory.mktemp("figures"), progress=progress)
 
 
 def _record(paths) -> dict:
@@ -115,6 +156,69 @@ def test_json_record(built, number):
     assert record["config"] == json.loads(json.dumps(dataclasses.asdict(config)))  # the tiny profile was used
     assert {"python", "torch", "numpy", "matplotlib", "git_commit"} <= set(record["provenance"])
     assert isinstance(record["caption"], str) and record["caption"]
+
+
+# -- the progress bar --------------------------------------------------------------------------------
+# units each tiny profile runs, counted from its grids here (not from the figure's n_units)
+TINY_UNITS = {
+    1: 7 * TINY[1][1].seeds,  # 4 regression models + 3 classification models, per seed
+    2: 2,  # the shallow and the depth-2 SGD path
+    3: (2 + 2 + 2 * 2) * TINY[3][1].seeds,  # depths + widths + dims × (shallow, deep), none shared (see test_fig3_…)
+    4: len(simulations.checks.CHECKS),  # one verify check per unit
+    5: 2 * 2 * 3 * TINY[5][1].seeds,  # task × base × remedy, per seed
+    6: 1,  # one closed-form grid
+    7: 1 * 2 * 2 * 3,  # digits only (omniglot is absent) × method × depth × remedy
+}
+
+
+@pytest.mark.parametrize("number", sorted(TINY))
+def test_progress_total_is_the_units_that_run(built, progress, number):
+    total, ticks = progress[number]
+    assert total == ticks, f"figure {number}: the progress bar expects {total} units, {ticks} ran"
+    if number in TINY_UNITS:
+        assert ticks == TINY_UNITS[number], f"figure {number}"
+
+
+# -- the theory levels: one label, line style and colour each, in every figure that draws them --------
+LEVELS_DRAWN = {1: (0, REFERENCE_LOSSES), 2: (0, ("shallow_best_post_loss",)), 3: (0, REFERENCE_LOSSES),
+                5: (0, REFERENCE_LOSSES)}  # figure -> (axis, levels drawn there as horizontal lines)
+
+
+def test_reference_styles_are_distinct():
+    assert tuple(REFERENCE_STYLE) == REFERENCE_LOSSES
+    for field in ("label", "color", "linestyle"):
+        assert len({style[field] for style in REFERENCE_STYLE.values()}) == len(REFERENCE_LOSSES), field
+
+
+@pytest.mark.parametrize("number", sorted(LEVELS_DRAWN))
+def test_reference_levels_are_drawn_one_way(built, number):
+    results = _record(built[number])["results"]
+    theory = results["theory"]
+    if number == 3:
+        theory = next(t for t in theory if t["dim"] == results["main_dim"])
+    elif number == 2:
+        theory = {"shallow_best_post_loss": theory["shallow_best_post_loss"]}
+    fig = TINY[number][0].plot(results)
+    try:
+        by_label = {style["label"]: key for key, style in REFERENCE_STYLE.items()}
+        by_label |= {f"{style['label']}: {theory[key]:.3f}": key for key, style in REFERENCE_STYLE.items()
+                     if key in theory}  # draw_reference_losses(..., with_values=True)
+        for i, ax in enumerate(fig.axes):
+            for line in ax.get_lines():
+                key = by_label.get(line.get_label())
+                if key is None:
+                    continue
+                style = REFERENCE_STYLE[key]
+                assert (to_hex(line.get_color()), line.get_linestyle(), line.get_linewidth()) == (
+                    style["color"], style["linestyle"], REFERENCE_LINEWIDTH), f"figure {number}, axis {i}: {key}"
+        axis, keys = LEVELS_DRAWN[number]
+        drawn = {by_label[line.get_label()]: line.get_ydata() for line in fig.axes[axis].get_lines()
+                 if line.get_label() in by_label}
+        assert set(drawn) == set(keys), f"figure {number}"
+        for key in keys:
+            assert_close(np.asarray(drawn[key], float), np.full(2, theory[key]), 1e-12, f"figure {number}: {key}")
+    finally:
+        plt.close(fig)
 
 
 # -- --replot: from the cached JSON alone ---------------------------------------------------------
@@ -174,6 +278,28 @@ def test_fig1_remedies_adapt_below_pre_adaptation_loss(built):
         assert mean < theory["pre_adaptation_loss"], f"{model}: final post-adaptation loss {mean:.4f}"
 
 
+def test_fig1_records_the_seeds_it_used(monkeypatch):
+    """Each run's recorded seed is the one its model was built and meta-trained with."""
+    used = []
+    real_build, real_train = fig1_failure_mode.build_model, fig1_failure_mode.meta_train
+
+    def build(name, spec, seed):
+        used.append(("build", seed))
+        return real_build(name, spec, seed=seed)
+
+    def train(*args, seed, **kwargs):
+        used.append(("train", seed))
+        return real_train(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(fig1_failure_mode, "build_model", build)
+    monkeypatch.setattr(fig1_failure_mode, "meta_train", train)
+    config = fig1_failure_mode.Config(dim=4, iterations=1, eval_every=1, eval_tasks=4, seeds=2)
+    runs = fig1_failure_mode.compute(config, seed=3)["runs"]
+    assert len(runs) == 7 * config.seeds
+    assert used == [(step, r["seed"]) for r in runs for step in ("build", "train")]
+    assert {r["seed"] for r in runs} == {3, 103}  # seed + 100 s for s = 0, 1
+
+
 def test_fig2_depth_two_learns_its_step_size(built):
     results = _record(built[2])["results"]
     t, deep, shallow = results["theory"], results["deep"], results["shallow"]
@@ -193,7 +319,11 @@ def test_fig2_depth_two_learns_its_step_size(built):
 def test_fig3_theory_and_shared_runs(built):
     results = _record(built[3])["results"]
     config = TINY[3][1]
-    assert len(results["runs"]) == fig3_depth_width.n_units(config)
+    # in the tiny profile no (d, depth, width) run serves two panels: d = 8 is not in dims, width 16 not in widths
+    assert config.dim not in config.dims and config.width not in config.widths
+    settings = len(config.depths) + len(config.widths) + 2 * len(config.dims)  # panel (c): shallow and deep
+    assert len(results["runs"]) == settings * config.seeds == 16
+    assert len({(r["dim"], r["depth"], r["width"], r["seed"]) for r in results["runs"]}) == len(results["runs"])
     k, r = config.support, config.rank
     for t in results["theory"]:  # Σx = I, Σw = UUᵀ (rank r), s² = 0
         d = t["dim"]
@@ -212,12 +342,45 @@ def test_fig3_theory_and_shared_runs(built):
 def test_fig4_identities_and_bound_hold(built):
     """Sample-size-free checks pass at any scale: float64/sympy identities, and deep beats best shallow."""
     checks = _record(built[4])["results"]["checks"]
-    assert len(checks) == fig4_theory_vs_simulation.n_units(TINY[4][1])
+    assert len(checks) == len(_check_functions())  # every check_* function of simulations.checks, once
+    assert len({c["name"] for c in checks}) == len(checks)
     for c in checks:
         assert math.isfinite(c["theory"]) and math.isfinite(c["simulation"]) and math.isfinite(c["score"])
-        assert c["passed"] == (c["score"] <= 1), c
+        score, passed = _score_from_the_rule(c)
+        assert_close(c["score"], score, 0.06, f"{c['name']}: score")  # the rule's numbers are rounded in text
+        if abs(score - 1) > 0.06:
+            assert c["passed"] == passed, c
         if c["kind"] in ("identity", "bound"):
             assert c["passed"], c
+
+
+def _check_functions() -> set[str]:
+    """Every function named check_* defined in the simulations.checks package (any of its modules)."""
+    package = simulations.checks
+    modules = [package] + [importlib.import_module(info.name)
+                           for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
+    return {f"{module.__name__}.{name}" for module in modules for name, f in vars(module).items()
+            if name.startswith("check_") and inspect.isfunction(f) and f.__module__ == module.__name__}
+
+
+def _score_from_the_rule(c: dict) -> tuple[float, bool]:
+    """(deviation / allowed deviation, passed) recomputed from the theory and simulation values and the
+    numbers written in the check's tolerance rule."""
+    theory, simulation, rule = c["theory"], c["simulation"], c["tolerance"]
+    if c["kind"] == "interval":  # "±margin (3.29 se, n=…)"
+        margin = float(re.match(r"±(\S+) \(", rule).group(1))
+        return abs(theory - simulation) / margin, abs(theory - simulation) <= margin
+    if c["kind"] == "bound":  # "deep mean + 3.29 se = upper < shallow best"
+        upper = float(re.search(r"= (\S+) <", rule).group(1))
+        return upper / theory, upper < theory
+    if rule.endswith("must be 0"):  # symbolic identity: the simulation is the count of nonzero entries
+        return simulation, simulation == 0
+    allowed = float(re.search(r"≤ (\S+)$", rule).group(1))
+    if c["kind"] == "identity":  # "max rel. residual r ≤ tol"
+        residual = float(re.search(r"residual (\S+) ≤", rule).group(1))
+        return residual / allowed, residual <= allowed
+    deviation = abs(simulation) if theory == 0 else abs(simulation - theory) / abs(theory)  # optimum
+    return deviation / allowed, deviation <= allowed
 
 
 def test_fig6_phase_diagram_claims(built):
@@ -276,10 +439,35 @@ def test_interrupted_figure_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert not list((tmp_path / "resumed").glob(".fig5_*.partial.json"))
 
 
-def test_fig7_runs_digits_and_reports_missing_data(built):
+def test_fig7_runs_digits_and_reports_missing_data(built, progress):
     results = _record(built[7])["results"]
     assert {r["dataset"] for r in results["runs"]} == {"digits"}
-    assert len(results["runs"]) == len(fig7_vision.METHODS) * len(fig7_vision.DEPTHS) * len(fig7_vision.REMEDIES)
+    assert len(results["runs"]) == 2 * 2 * 3 == progress[7][0]  # method × depth × remedy, digits only
+    assert fig7_vision.n_units(TINY[7][1]) == len(results["runs"])
     assert "omniglot" in results["unavailable"] and "omniglot" in results["unavailable"]["omniglot"]
     for run in results["runs"]:
         assert 0.0 <= run["test_accuracy"] <= 1.0 and run["ci95"] > 0
+
+
+# -- figure 3: divergence is a missing point (moved here from tests/test_fig2_fig3.py) -----------------
+def test_fig3_reports_divergence_as_a_missing_point(monkeypatch):
+    real = fig3_depth_width.meta_train
+
+    def diverge_at_depth_2(model, *args, **kwargs):
+        if len(model.layers) == 2:
+            raise DivergenceError(7, float("nan"))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(fig3_depth_width, "meta_train", diverge_at_depth_2)
+    config = fig3_depth_width.Config(dim=6, dims=(6,), depths=(1, 2), widths=(4,), iterations=5, eval_tasks=50,
+                                     seeds=2)
+    results = fig3_depth_width.compute(config)
+    points = fig3_depth_width.summarize(results)
+    missing = [p for p in points if p["depth"] == 2]
+    assert missing and all(p["post_loss"] is None and p["diverged"] == 2 for p in missing)
+    assert all("diverged" in p["note"] and "meta-iteration 7" in p["note"] for p in missing)
+    assert all(p["post_loss"] is not None for p in points if p["depth"] == 1)
+    csv_rows = fig3_depth_width.rows(results)
+    assert all(r["post_loss"] == "" for r in csv_rows if r["panel"] != "theory" and r["depth"] == 2)
+    assert "diverged" in fig3_depth_width.caption(results)
+    plt.close(fig3_depth_width.plot(results))
