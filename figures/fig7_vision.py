@@ -24,7 +24,7 @@ from simulations.vision.datasets import load_pool
 from theory.errors import DatasetError, DivergenceError
 
 METHODS = ("maml", "anil")
-REMEDIES = {"plain": {}, "LinNet": {"linnet": 2}, "KFO": {"kfo": True}}
+REMEDIES = {"plain": {}, "LinNet": {"linnet_layers": 2}, "KFO": {"kfo": True}}
 DEPTHS = {"2-block": 2, "4-block": 4}
 COLORS = {"plain": "#7f7f7f", "LinNet": "#1f77b4", "KFO": "#2ca02c"}
 
@@ -39,7 +39,7 @@ class Config(Profiles):
     meta_batch: int = 16
     eval_tasks: int = 200  # test episodes per run (literature: 600)
     width: int | None = 16  # conv channels (None: 64 for Omniglot, 32 otherwise)
-    fast_lr: float = 0.5
+    alpha: float = 0.5
     meta_lr: float = 0.003
     device: str = "cpu"
 
@@ -61,7 +61,7 @@ def available(config: Config) -> dict[str, str | None]:
 def _run(config: Config, dataset: str, method: str, remedy: str, depth: int, seed: int) -> dict:
     vision = VisionConfig(dataset=dataset, data_root=config.data_root, ways=config.ways, shots=config.shots,
                           method=method, depth=depth, width=config.width, iterations=config.iterations,
-                          meta_batch=config.meta_batch, eval_tasks=config.eval_tasks, fast_lr=config.fast_lr,
+                          meta_batch=config.meta_batch, eval_tasks=config.eval_tasks, alpha=config.alpha,
                           meta_lr=config.meta_lr, device=config.device, seed=seed, validation_tasks=0)
     try:
         report = run_vision(replace(vision, **REMEDIES[remedy]), progress=False)

@@ -13,7 +13,7 @@ VARIANTS := plain linnet kfo
 DEPTHS := 2 4
 
 flags_plain :=
-flags_linnet := --linnet 2
+flags_linnet := --linnet-layers 2
 flags_kfo := --kfo
 shots_omniglot := 1
 shots_cifarfs := 5

@@ -162,8 +162,8 @@ def test_a_checkpoint_of_another_configuration_or_a_broken_file_is_refused(tmp_p
     from simulations.experiments.vision import run_vision
 
     run_vision(_tiny(tmp_path, "c.pt", iterations=1), progress=False)
-    with pytest.raises(ParameterError, match="fast_lr"):
-        run_vision(_tiny(tmp_path, "c.pt", fast_lr=0.1), progress=False)
+    with pytest.raises(ParameterError, match="alpha"):
+        run_vision(_tiny(tmp_path, "c.pt", alpha=0.1), progress=False)
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ParameterError, match="checkpoint"):
         run_vision(_tiny(tmp_path, "broken.pt"), progress=False)
@@ -172,7 +172,7 @@ def test_a_checkpoint_of_another_configuration_or_a_broken_file_is_refused(tmp_p
 def test_config_validation_names_the_field():
     from simulations.experiments.vision import VisionConfig
 
-    for kwargs in ({"dataset": "mnist"}, {"ways": 1}, {"method": "reptile"}, {"fast_lr": -1.0},
+    for kwargs in ({"dataset": "mnist"}, {"ways": 1}, {"method": "reptile"}, {"alpha": -1.0},
                    {"kfo": "yes"}, {"device": "gpu"}, {"eval_tasks": 1}):
         name = next(iter(kwargs))
         with pytest.raises(ParameterError, match=name):

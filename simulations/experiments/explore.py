@@ -33,7 +33,7 @@ class ExploreConfig(Threads):
     support: int = option(5, "support points K per task: few shots, so d ≫ K")
     query: int = option(20, "query points Q per task for the meta-loss")
     rank: int = option(2, "rank r of the task subspace: 2 dimensions, which a preconditioner can find")
-    noise: float = option(0.0, "label-noise variance s²: 0, so the whole gap is adaptation")
+    noise_var: float = option(0.0, "label-noise variance s²: 0, so the whole gap is adaptation", flag="--noise")
     alpha: float | None = option(None, "inner step size α (default: the shallow model's optimal step α* for "
                                        f"regression, {CLASSIFICATION_ALPHA} for classification)")
     steps: int = option(1, "inner steps k: one, where every closed form is exact")
@@ -57,7 +57,7 @@ class ExploreConfig(Threads):
         super().__post_init__()
         require_int("dim", self.dim, 1)
         require_int("rank", self.rank, 1, self.dim)
-        require_real("noise", self.noise, 0.0)
+        require_real("noise_var", self.noise_var, 0.0)
         if self.alpha is not None and not 0 < require_real("alpha", self.alpha) <= 1e3:
             raise ParameterError("alpha", self.alpha, "a finite real number in (0, 1000]")
         require_int("support", self.support, 1, 10**6)
@@ -78,7 +78,7 @@ class ExploreConfig(Threads):
 
     def family(self) -> LinearTaskFamily:
         return LinearTaskFamily.subspace(self.dim, self.support, self.query, rank=self.rank,
-                                         noise_var=self.noise, seed=self.seed)
+                                         noise_var=self.noise_var, seed=self.seed)
 
 
 def explore_theory(config: ExploreConfig) -> dict:
@@ -188,7 +188,7 @@ def format_report(report: dict) -> str:
         return "n/a (only simulation answers)" if x is None else f"{x:.4f}"
 
     lines = [f"Setting: {c['task']}, d={c['dim']}, K={c['support']}, Q={c['query']}, r={c['rank']}, "
-             f"s²={c['noise']}, α={t['alpha']:.4g}, k={c['steps']}"]
+             f"s²={c['noise_var']}, α={t['alpha']:.4g}, k={c['steps']}"]
     if c["task"] == "classification":
         lines.append("Theory: no closed form for the logistic loss (the regression theory explains the mechanism)")
     else:

@@ -53,12 +53,12 @@ class VisionConfig(Threads):
     query: int = option(15, "Q query images per class (the literature's 15); capped by the smallest class")
     method: str = option("maml", "maml adapts every parameter, anil only the head (weight and bias)",
                          choices=("maml", "anil"))
-    linnet: int = option(0, "identity-initialised square layers before the head (LinNet)")
+    linnet_layers: int = option(0, "identity-initialised square layers before the head (LinNet)")
     kfo: bool = option(False, "Kronecker-factored meta-optimizer (linear form) on every adapted parameter")
     depth: int = option(4, "conv blocks: 4 is standard, 2 the shallow failure case")
     width: int | None = option(None, "channels per block (default: 64 for Omniglot, 32 otherwise)")
     inner_steps: int = option(1, "k inner steps, in training and at test (learn2learn: 1)")
-    fast_lr: float = option(0.5, "inner step size α (learn2learn: 0.5)")
+    alpha: float = option(0.5, "inner step size α (learn2learn's fast_lr: 0.5)")
     meta_lr: float = option(0.003, "Adam's step size (learn2learn: 0.003)")
     meta_batch: int = option(32, "T episodes per meta-step (learn2learn: 32)")
     iterations: int = option(1000, "meta-steps; the literature trains 60,000, days on a CPU")
@@ -79,7 +79,7 @@ class VisionConfig(Threads):
             raise ParameterError("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
         if self.method not in ("maml", "anil"):
             raise ParameterError("method", self.method, "'maml' or 'anil'")
-        for name, low in [("ways", 2), ("shots", 1), ("query", 1), ("linnet", 0), ("depth", 1),
+        for name, low in [("ways", 2), ("shots", 1), ("query", 1), ("linnet_layers", 0), ("depth", 1),
                           ("inner_steps", 0), ("meta_batch", 1), ("iterations", 0), ("seed", 0),
                           ("eval_tasks", 2), ("validation_tasks", 0), ("validate_every", 0),
                           ("checkpoint_every_iterations", 0)]:
@@ -90,7 +90,7 @@ class VisionConfig(Threads):
             require_int("width", self.width, 1)
         if self.validation_tasks == 1:
             raise ParameterError("validation_tasks", 1, "0 (none) or an integer >= 2")
-        for name in ("fast_lr", "meta_lr", "checkpoint_every_seconds"):
+        for name in ("alpha", "meta_lr", "checkpoint_every_seconds"):
             require_real(name, getattr(self, name), 0.0, strict=True)
         for name in ("kfo", "first_order"):
             if not isinstance(getattr(self, name), bool):
@@ -102,7 +102,7 @@ class VisionConfig(Threads):
 
     @property
     def inner(self) -> InnerLoop:
-        return InnerLoop(self.fast_lr, self.inner_steps, self.first_order,
+        return InnerLoop(self.alpha, self.inner_steps, self.first_order,
                          "all" if self.method == "maml" else "head", "cross_entropy")
 
     def as_dict(self) -> dict:
@@ -124,7 +124,7 @@ def build_model(config: VisionConfig, image_shape) -> ConvNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return standard_convnet(config.dataset, config.ways, image_shape, config.depth, config.width,
-                                config.linnet)
+                                config.linnet_layers)
 
 
 def run_vision(config: VisionConfig, progress: bool = True, _stop_after: int | None = None) -> dict:
@@ -280,14 +280,14 @@ def run(config: VisionConfig, progress: bool = False) -> dict:
         return run_vision(config, progress)
     except DivergenceError as err:
         flag = flags(VisionConfig)
-        raise UsageError(f"argument {flag['fast_lr']}: {config.fast_lr:g} with {flag['meta_lr']} "
+        raise UsageError(f"argument {flag['alpha']}: {config.alpha:g} with {flag['meta_lr']} "
                          f"{config.meta_lr:g} makes meta-training diverge ({err}); use smaller steps") from None
 
 
 def format_report(report: dict) -> str:
     """A few human-readable lines for the command line."""
     c = report["config"]
-    extras = (f" + LinNet({c['linnet']})" if c["linnet"] else "") + (" + KFO" if c["kfo"] else "")
+    extras = (f" + LinNet({c['linnet_layers']})" if c["linnet_layers"] else "") + (" + KFO" if c["kfo"] else "")
     head = (f"{c['dataset']} {c['ways']}-way {c['shots']}-shot {c['method'].upper()}{extras}, "
             f"conv {c['depth']}×{report['width']}, "
             f"{c['iterations']} meta-steps of {c['meta_batch']} episodes")
