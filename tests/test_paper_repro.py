@@ -23,8 +23,7 @@ import paper_repro
 from figures.registry import FIGURES, FiguresConfig
 from simulations.options import flag_of
 from tests.helpers import assert_close
-from theory import preconditioned_maml as pre
-from theory import shallow_maml as sh
+from theory import preconditioned_maml, shallow_maml
 from theory.task_family import LinearTaskFamily
 
 VALID_FIGURES = "valid: " + ",".join(map(str, sorted(FIGURES)))
@@ -227,12 +226,12 @@ def test_theory_only_matches_closed_forms(argv, dim, support, rank, capsys):
     theory = report["theory"]
     assert set(THEORY_KEYS) <= set(theory)
     family = LinearTaskFamily.subspace(dim, support, 20, rank=rank, seed=0)
-    mu, alpha = family.task_mean, sh.optimal_step_size(family)
-    expected = {"pre_adaptation_loss": sh.pre_adaptation_loss(family, mu),
-                "shallow_post_loss": sh.post_adaptation_loss(family, mu, alpha),
+    mu, alpha = family.task_mean, shallow_maml.optimal_step_size(family)
+    expected = {"pre_adaptation_loss": shallow_maml.pre_adaptation_loss(family, mu),
+                "shallow_post_loss": shallow_maml.post_adaptation_loss(family, mu, alpha),
                 "shallow_optimal_alpha": alpha,
-                "shallow_best_post_loss": sh.best_post_adaptation_loss(family),
-                "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
+                "shallow_best_post_loss": shallow_maml.best_post_adaptation_loss(family),
+                "preconditioned_best_post_loss": preconditioned_maml.preconditioned_best_post_loss(family)}
     for key, value in expected.items():
         assert_close(theory[key], value, IDENTITY_TOL, f"theory.{key}")
     # the documented isotropic forms (Σx = I, Σw = UUᵀ of rank r, s² = 0, θ = μ)

@@ -16,8 +16,7 @@ from simulations.model_zoo import MODEL_NAMES, ZooSpec, build_model, parse_model
 from simulations.options import Threads, flags, option
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train
-from theory import preconditioned_maml as pre
-from theory import shallow_maml as sh
+from theory import shallow_maml
 from theory.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
 from theory.task_family import LinearTaskFamily
 
@@ -88,16 +87,17 @@ def explore_theory(config: ExploreConfig) -> dict:
     simulation answers; the preconditioned bound is for one optimally preconditioned step.
     """
     family = config.family()
-    theta = sh.maml_optimal_init(family)
+    theta = shallow_maml.maml_optimal_init(family)
     alpha = resolve_alpha(config, family)
     if config.task == "classification":
         return {"alpha": alpha, **dict.fromkeys(THEORY_KEYS)}
-    out = {"alpha": alpha, "pre_adaptation_loss": sh.pre_adaptation_loss(family, theta),
-           "preconditioned_best_post_loss": pre.preconditioned_best_post_loss(family)}
-    try:
-        out["shallow_post_loss"] = sh.post_adaptation_loss(family, theta, alpha, config.steps)
-        out["shallow_optimal_alpha"] = sh.optimal_step_size(family, config.steps)
-        out["shallow_best_post_loss"] = sh.best_post_adaptation_loss(family, config.steps)
+    levels = shallow_maml.reference_losses(family)  # the one-step levels every figure draws
+    out = {"alpha": alpha, "pre_adaptation_loss": levels["pre_adaptation_loss"],
+           "preconditioned_best_post_loss": levels["preconditioned_best_post_loss"]}
+    try:  # the shallow model at the k steps asked for
+        out["shallow_post_loss"] = shallow_maml.post_adaptation_loss(family, theta, alpha, config.steps)
+        out["shallow_optimal_alpha"] = shallow_maml.optimal_step_size(family, config.steps)
+        out["shallow_best_post_loss"] = shallow_maml.best_post_adaptation_loss(family, config.steps)
     except NoClosedForm:
         out.update(shallow_post_loss=None, shallow_optimal_alpha=None, shallow_best_post_loss=None)
     return out
@@ -111,7 +111,7 @@ def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
     """The inner step: the user's α, else the shallow optimum α* = a₁/a₂ (regression) or 0.5."""
     if config.alpha is not None:
         return config.alpha
-    return sh.optimal_step_size(family, 1) if config.task == "regression" else CLASSIFICATION_ALPHA
+    return shallow_maml.optimal_step_size(family, 1) if config.task == "regression" else CLASSIFICATION_ALPHA
 
 
 def zoo_spec(config: ExploreConfig) -> ZooSpec:
@@ -172,7 +172,7 @@ def divergence_advice(config: ExploreConfig, err: DivergenceError) -> str:
     if config.task == "classification":
         return head + (f"the logistic loss has no closed form bounding the step: try a smaller {flag['alpha']} "
                        f"or a smaller {flag['meta_lr']}")
-    limit = 2 * sh.optimal_step_size(config.family(), 1)
+    limit = 2 * shallow_maml.optimal_step_size(config.family(), 1)
     if alpha < limit:
         return head + (f"it lies in (0, {limit:.4g}), where one shallow step lowers the loss: "
                        f"use a smaller {flag['meta_lr']}, or fewer {flag['steps']}")
