@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks, for a CUDA machine: the GPU-marked tests, then a short meta-training of MAML and
-# MAML+KFO on the bundled digits data with throughput and peak memory, and the conv-net benchmark.
+# MAML+KFO on the bundled digits data with throughput and peak memory, the conv-net benchmark, and the
+# time and peak-memory cost of a MAML+KFO meta-step on the deep linear chain.
 # Usage: bash scripts/gpu_check.sh [PYTHON]   (PYTHON defaults to .venv/bin/python, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +33,9 @@ echo "== conv-net benchmark on cuda (batched vs per-task loop)"
 "$PY" - <<'PYEOF'
 from simulations.experiments.vision_benchmark import benchmark_vision, format_vision_benchmark
 print(format_vision_benchmark(benchmark_vision(device="cuda", iterations=10)))
+PYEOF
+echo "== MAML+KFO meta-step cost on cuda (deep linear chain, T = 32, d = 100, depth 3, width 64)"
+"$PY" - <<'PYEOF'
+from simulations.experiments.kfo_benchmark import benchmark_kfo_cost, format_kfo_cost
+print(format_kfo_cost(benchmark_kfo_cost(device="cuda", iterations=20)))
 PYEOF
