@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from theory.errors import ParameterError
 from theory.task_family import LinearTaskFamily
 
 
@@ -66,6 +67,7 @@ def sample_inputs(family: LinearTaskFamily, shape: tuple, gen: torch.Generator) 
 def sample_regression_tasks(family: LinearTaskFamily, n_tasks: int, seed_or_gen,
                             dtype: torch.dtype = torch.float64) -> TaskBatch:
     """Linear-regression tasks: y = w_τᵀx + ε, ε ~ N(0, s²), K support and Q query points each."""
+    _require_finite_support(family)
     gen = _as_generator(seed_or_gen)
     w = sample_task_weights(family, n_tasks, gen)  # (T, d)
     x = sample_inputs(family, (n_tasks, family.support + family.query), gen)  # (T, K+Q, d)
@@ -81,6 +83,7 @@ def sample_classification_tasks(family: LinearTaskFamily, n_tasks: int, seed_or_
     With μ = 0 the classes are balanced; the separating hyperplane passes through 0,
     so a bias-free linear model can reach zero error on every task.
     """
+    _require_finite_support(family)
     gen = _as_generator(seed_or_gen)
     w = sample_task_weights(family, n_tasks, gen)
     x = sample_inputs(family, (n_tasks, family.support + family.query), gen)
@@ -100,3 +103,8 @@ def _split(k: int, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> TaskBat
 
 def _as_generator(seed_or_gen) -> torch.Generator:
     return seed_or_gen if isinstance(seed_or_gen, torch.Generator) else make_generator(seed_or_gen)
+
+
+def _require_finite_support(family: LinearTaskFamily) -> None:
+    if family.infinite_support:
+        raise ParameterError("support", family.support, "a finite integer >= 1 to sample tasks (K = ∞ is theory only)")

@@ -5,12 +5,15 @@ Setting (README, "The task family"):
     w_τ = μ + F z,            z ~ N(0, I_r),  so Σw = F Fᵀ
     y = w_τᵀ x + ε,           ε ~ N(0, s²)
 Each task has K support and Q query points; the per-task loss is half the mean squared error.
+K may be math.inf for the theory alone: the inner step then uses the population gradient
+Σx(w − w_τ) (no sampled support set, so no simulation twin samples such a family).
 
 The family stores the *factors* A and F: the theory reads Σx and Σw from them, the
 sampler draws x = A g and w = μ + F z with them, so both halves see one object.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -24,7 +27,7 @@ class LinearTaskFamily:
     """Gaussian linear-regression tasks: dimensions, covariances and noise (see module doc)."""
 
     dim: int  # d, input dimension
-    support: int  # K, support points per task (the inner loop sees these)
+    support: int | float  # K, support points per task (the inner loop sees these); math.inf: theory only
     query: int  # Q, query points per task (the meta-loss sees these)
     noise_var: float = 0.0  # s², label noise variance
     input_factor: np.ndarray = field(default=None, repr=False)  # A (d, d): Σx = A Aᵀ; None = I
@@ -34,7 +37,8 @@ class LinearTaskFamily:
     def __post_init__(self):
         d = require_int("dim", self.dim, 1)
         object.__setattr__(self, "dim", d)
-        object.__setattr__(self, "support", require_int("support", self.support, 1))
+        if not (isinstance(self.support, float) and math.isinf(self.support) and self.support > 0):
+            object.__setattr__(self, "support", require_int("support", self.support, 1))
         object.__setattr__(self, "query", require_int("query", self.query, 1))
         object.__setattr__(self, "noise_var", require_real("noise_var", self.noise_var, 0.0))
         a = np.eye(d) if self.input_factor is None else np.asarray(self.input_factor, float)
@@ -68,6 +72,11 @@ class LinearTaskFamily:
     def rank(self) -> int:
         """r, the number of columns of F (the task subspace's dimension when F is orthonormal)."""
         return self.task_factor.shape[1]
+
+    @property
+    def infinite_support(self) -> bool:
+        """Whether K = ∞: the inner step uses the population gradient (theory only)."""
+        return math.isinf(self.support)
 
     @cached_property
     def isotropic_inputs(self) -> bool:
