@@ -24,9 +24,11 @@ import typing
 from theory.errors import require_int
 
 
-def option(default, help: str, *, flag: str | None = None, choices=None):
-    """A config field with its command-line help (``flag`` overrides ``--field-name``)."""
-    metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None}
+def option(default, help: str, *, flag: str | None = None, choices=None, parse=None, metavar: str | None = None):
+    """A config field with its command-line help (``flag`` overrides ``--field-name``; ``parse``, a
+    converter from the option's text, overrides the one read from the annotation, with ``metavar``)."""
+    metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None,
+                "parse": parse, "metavar": metavar}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -100,6 +102,9 @@ def _argument(field: dataclasses.Field, hint) -> dict:
         raise TypeError(f"field {field.name!r} has no help text: declare it with option(default, help)")
     choices, default = field.metadata.get("choices"), field.default
     text = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
+    if field.metadata.get("parse") is not None:
+        shown = "" if default is None else f" (default: {default})"
+        return {"type": field.metadata["parse"], "metavar": field.metadata.get("metavar"), "help": text + shown}
     kind = _unwrap_optional(hint)
     listed = kind is tuple or typing.get_origin(kind) is tuple
     if listed and choices:

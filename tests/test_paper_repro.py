@@ -16,6 +16,7 @@ import sys
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,7 +47,8 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 # -- every option reaches the config its subcommand builds ------------------------------------------
-EXAMPLES = {"device": "cuda:0"}  # fields whose generic non-default value (below) would be invalid
+# fields whose generic non-default value (below) would be invalid (the spectra need exactly d = 50 values)
+EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "input_spectrum": (2.0,) * 50}
 
 
 def _non_default(field: dataclasses.Field, hint) -> tuple[list[str], object]:
@@ -55,6 +57,8 @@ def _non_default(field: dataclasses.Field, hint) -> tuple[list[str], object]:
     kind = typing.get_args(hint)[0] if type(None) in typing.get_args(hint) else hint
     if kind is bool:
         return [], True
+    if field.name in EXAMPLES and isinstance(EXAMPLES[field.name], tuple):
+        return [",".join(map(str, EXAMPLES[field.name]))], EXAMPLES[field.name]
     if field.name in EXAMPLES:
         value = EXAMPLES[field.name]
     elif typing.get_origin(kind) is tuple:
@@ -159,6 +163,19 @@ BAD_INPUT = [  # (argv, the flag the message must name, words of the range descr
     (["explore", "--models", "shallow,wide"], "--models", "shallow,deep,linnet"),
     (["bench", "--kfo-forms", "cubic"], "--kfo-forms", "linear,psd,nonlinear"),
     (["verify", "--scale", "0.05"], "--scale", ">= 0.3"),
+    (["explore", "--support", "inf"], "--support", "inf only with --theory-only"),
+    (["explore", "--support", "many"], "--support", "not an integer or 'inf'"),
+    (["explore", "--theory-only", "--task-spectrum", "1,2"], "--task-spectrum", "exactly d = 50"),
+    (["explore", "--theory-only", "--dim", "3", "--task-spectrum", "1,-1,0"], "--task-spectrum", ">= 0"),
+    (["explore", "--theory-only", "--dim", "3", "--task-spectrum", "1,x,0"], "--task-spectrum", "not a number"),
+    (["explore", "--theory-only", "--dim", "2", "--task-spectrum", "1,1", "--rank", "1"], "--rank",
+     "not given together with --task-spectrum"),
+    (["explore", "--theory-only", "--dim", "2", "--task-spectrum", "1,1", "--task-var", "2"], "--task-var",
+     "not given together with --task-spectrum"),
+    (["explore", "--theory-only", "--dim", "2", "--input-spectrum", "1,0"], "--input-spectrum", "> 0"),
+    (["explore", "--theory-only", "--dim", "2", "--input-spectrum", "1,1,1"], "--input-spectrum", "exactly d = 2"),
+    (["explore", "--theory-only", "--task-var", "0"], "--task-var", "> 0"),
+    (["explore", "--theory-only", "--mean-norm", "-1"], "--mean-norm", ">= 0"),
 ]
 
 
@@ -243,6 +260,45 @@ def test_theory_only_matches_closed_forms(argv, dim, support, rank, capsys):
     assert_close(theory["preconditioned_best_post_loss"], 0.5 * r * (r + 1) / (k + r + 1), IDENTITY_TOL,
                  "preconditioned best = ½ r(r+1)/(K+r+1)")
     assert theory["shallow_post_loss"] == theory["shallow_best_post_loss"]  # α defaults to α*
+
+
+def test_theory_only_for_any_spectra_scale_and_mean(capsys):
+    """--task-var, --mean-norm, --task-spectrum and --input-spectrum build the family the closed forms see."""
+    d = 6
+    inputs, tasks = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0), (0.0, 0.0, 0.3, 1.0, 2.0, 0.0)
+    report = _explore_json(["--theory-only", "--dim", str(d), "--support", "4", "--noise", "0.1",
+                            "--mean-norm", "2", "--task-spectrum", ",".join(map(str, tasks)),
+                            "--input-spectrum", ",".join(map(str, inputs))], capsys)
+    theory = report["theory"]
+    family = LinearTaskFamily.from_covariances(d, 4, 20, task_cov=np.diag(tasks), input_cov=np.diag(inputs),
+                                               noise_var=0.1)
+    # θ* = μ: the losses do not depend on where μ is, so a family with μ = 0 gives the same numbers
+    mu, alpha = family.task_mean, shallow_maml.optimal_step_size(family)
+    pre = 0.5 * (np.dot(inputs, tasks) + 0.1)
+    assert_close(theory["pre_adaptation_loss"], pre, IDENTITY_TOL, "½(tr ΣxΣw + s²)")
+    assert_close(theory["shallow_optimal_alpha"], alpha, IDENTITY_TOL, "α*")
+    best = shallow_maml.best_post_adaptation_loss(family)
+    assert_close(theory["shallow_best_post_loss"], best, IDENTITY_TOL, "L*")
+    assert_close(theory["preconditioned_best_post_loss"], preconditioned_maml.preconditioned_best_post_loss(family),
+                 IDENTITY_TOL, "P*")
+    assert_close(theory["shallow_post_loss"], shallow_maml.post_adaptation_loss(family, mu, alpha), IDENTITY_TOL, "L")
+    scaled = _explore_json(["--theory-only", "--task-var", "0.5", "--rank", "3"], capsys)["theory"]
+    assert_close(scaled["pre_adaptation_loss"], 0.5 * 3 * 0.5, IDENTITY_TOL, "½ rV")
+    assert_close(scaled["preconditioned_best_post_loss"], 0.5 * 3 * 0.5 * 4 * 0.5 / (5 * 0.5 + 3 * 0.5 + 0.5),
+                 IDENTITY_TOL, "½ rV·(r+1)V/(KV + rV + V) (Σw = V UUᵀ, s² = 0)")
+
+
+def test_spectra_reach_the_simulation_too():
+    """The same family object feeds the samplers: the sampled inputs have the given spectrum."""
+    from simulations.experiments.explore import ExploreConfig
+    from simulations.tasks import sample_regression_tasks
+
+    config = ExploreConfig(dim=3, support=4, input_spectrum=(1.0, 4.0, 9.0), task_spectrum=(1.0, 0.0, 0.0),
+                           mean_norm=1.0)
+    batch = sample_regression_tasks(config.family(), 20_000, 0)
+    x = batch.x_support.reshape(-1, 3)
+    assert_close(np.diag(np.cov(x.numpy().T)), [1.0, 4.0, 9.0], 0.03, "sample variances of the inputs")
+    assert abs(np.linalg.norm(config.family().task_mean) - 1.0) < 1e-12
 
 
 def test_theory_only_text_report(capsys):

@@ -1,7 +1,10 @@
 """The failure mode for one setting: theory next to meta-trained models and their remedies.
 
-``run`` is the application behind ``paper_repro.py explore``: it builds the subspace task
-family, evaluates the closed forms at the MAML-optimal initialisation θ* = μ (regression),
+``run`` is the application behind ``paper_repro.py explore``: it builds the task family (a random
+rank-r subspace with variance V per direction, or Σw = diag(a) from --task-spectrum; Σx = diag(b)
+from --input-spectrum, else I; ‖μ‖ from --mean-norm; K may be ∞ for the theory alone), evaluates
+the closed forms at the MAML-optimal initialisation θ* = μ (regression), each null with its reason
+under "notes" where no closed form exists,
 and (unless theory_only) meta-trains each named model (simulations.model_zoo: shallow, deep,
 LinNet, each optionally with KFO) with functional MAML and evaluates it on fresh tasks.
 For classification (y = sign(w_τᵀx), logistic loss) no closed form exists: theory values are
@@ -9,7 +12,11 @@ None and the default step is 0.5. ``format_report`` is the text the command line
 """
 from __future__ import annotations
 
+import argparse
+import math
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from simulations.maml import InnerLoop
 from simulations.model_zoo import MODEL_NAMES, ZooSpec, build_model, parse_models
@@ -18,10 +25,31 @@ from simulations.tasks import sample_classification_tasks, sample_regression_tas
 from simulations.training import evaluate, meta_train
 from theory import shallow_maml
 from theory.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
+from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
 
 TASKS = ("regression", "classification")
 CLASSIFICATION_ALPHA = 0.5  # no closed form picks α for the logistic loss; one LogR step still helps at 0.5
+
+
+def _support(text: str) -> int | float:
+    """--support: a positive integer, or 'inf' for the K → ∞ limit."""
+    if text.strip().lower() in ("inf", "infinity", "∞"):
+        return math.inf
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'inf'") from None
+
+
+def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
+    """Exactly d finite eigenvalues, each ≥ 0 (> 0 if strict)."""
+    if len(values) != dim:
+        raise ParameterError(name, f"{len(values)} values", f"exactly d = {dim} comma-separated numbers")
+    bound = "> 0" if strict else ">= 0"
+    bad = [v for v in values if not math.isfinite(v) or v < 0 or (strict and v == 0)]
+    if bad:
+        raise ParameterError(name, bad[0], f"finite eigenvalues {bound}")
 
 
 @dataclass(frozen=True)
@@ -29,9 +57,19 @@ class ExploreConfig(Threads):
     """One setting of the linear-regression failure mode; defaults show it in under a minute."""
 
     dim: int = option(50, "input dimension d: the shallow model's failure grows with d/K")
-    support: int = option(5, "support points K per task: few shots, so d ≫ K")
+    support: int | float = option(5, "support points K per task: few shots, so d ≫ K; 'inf' (with --theory-only): "
+                                     "the K → ∞ limit, where the inner step uses the population gradient",
+                                  parse=_support, metavar="K")
     query: int = option(20, "query points Q per task for the meta-loss")
-    rank: int = option(2, "rank r of the task subspace: 2 dimensions, which a preconditioner can find")
+    rank: int | None = option(None, "rank r of the task subspace (default 2: 2 dimensions, which a preconditioner "
+                                    "can find); not with --task-spectrum")
+    task_var: float | None = option(None, "variance V per task direction, Σw = V·UUᵀ on the rank-r subspace "
+                                          "(default 1); not with --task-spectrum")
+    mean_norm: float = option(0.0, "‖μ‖, the task mean's norm (μ in a random direction from the seed)")
+    task_spectrum: tuple[float, ...] = option((), "exactly d eigenvalues ≥ 0 of Σw, which is then diag(a) in the "
+                                                  "standard basis (instead of --rank and --task-var)")
+    input_spectrum: tuple[float, ...] = option((), "exactly d eigenvalues > 0 of Σx = diag(b) (default all ones: "
+                                                   "Σx = I)")
     noise_var: float = option(0.0, "label-noise variance s²: 0, so the whole gap is adaptation", flag="--noise")
     alpha: float | None = option(None, "inner step size α (default: the shallow model's optimal step α* for "
                                        f"regression, {CLASSIFICATION_ALPHA} for classification)")
@@ -55,11 +93,14 @@ class ExploreConfig(Threads):
     def __post_init__(self):
         super().__post_init__()
         require_int("dim", self.dim, 1)
-        require_int("rank", self.rank, 1, self.dim)
+        self._check_family()
         require_real("noise_var", self.noise_var, 0.0)
         if self.alpha is not None and not 0 < require_real("alpha", self.alpha) <= 1e3:
             raise ParameterError("alpha", self.alpha, "a finite real number in (0, 1000]")
-        require_int("support", self.support, 1, 10**6)
+        if not (math.isinf(self.support) and self.theory_only):
+            if math.isinf(self.support):
+                raise ParameterError("support", "inf", "a finite integer >= 1 (inf only with --theory-only)")
+            require_int("support", self.support, 1, 10**6)
         require_int("seed", self.seed, 0, 2**31 - 1)
         if self.task not in TASKS:
             raise ParameterError("task", self.task, "'regression' or 'classification'")
@@ -75,32 +116,70 @@ class ExploreConfig(Threads):
         require_real("meta_lr", self.meta_lr, 0.0, strict=True)
         require_int("eval_tasks", self.eval_tasks, 2)
 
+    def _check_family(self) -> None:
+        d = require_int("dim", self.dim, 1)
+        require_real("mean_norm", self.mean_norm, 0.0)
+        if self.task_spectrum:
+            for name in ("rank", "task_var"):
+                if getattr(self, name) is not None:
+                    raise ParameterError(name, getattr(self, name), "not given together with --task-spectrum "
+                                                                     "(the spectrum fixes Σw)")
+            _check_spectrum("task_spectrum", self.task_spectrum, d, strict=False)
+        else:
+            require_int("rank", self.effective_rank, 1, d)
+            require_real("task_var", self.effective_task_var, 0.0, strict=True)
+        if self.input_spectrum:
+            _check_spectrum("input_spectrum", self.input_spectrum, d, strict=True)
+
+    @property
+    def effective_rank(self) -> int:
+        """r: the given rank, 2 by default, or the number of nonzero eigenvalues of --task-spectrum."""
+        if self.task_spectrum:
+            return sum(a > 0 for a in self.task_spectrum)
+        return 2 if self.rank is None else self.rank
+
+    @property
+    def effective_task_var(self) -> float:
+        return 1.0 if self.task_var is None else self.task_var
+
     def family(self) -> LinearTaskFamily:
-        return LinearTaskFamily.subspace(self.dim, self.support, self.query, rank=self.rank,
-                                         noise_var=self.noise_var, seed=self.seed)
+        """The LinearTaskFamily of this setting (one object for the closed forms and the samplers)."""
+        input_cov = np.diag(self.input_spectrum) if self.input_spectrum else None
+        if not self.task_spectrum:
+            return LinearTaskFamily.subspace(self.dim, self.support, self.query, rank=self.effective_rank,
+                                             noise_var=self.noise_var, mean_norm=self.mean_norm,
+                                             task_scale=self.effective_task_var**0.5, input_cov=input_cov,
+                                             seed=self.seed)
+        direction = np.random.default_rng(self.seed).standard_normal(self.dim)  # as subspace() draws μ's
+        return LinearTaskFamily.from_covariances(self.dim, self.support, self.query,
+                                                 task_cov=np.diag(self.task_spectrum), input_cov=input_cov,
+                                                 task_mean=self.mean_norm * direction / np.linalg.norm(direction),
+                                                 noise_var=self.noise_var)
 
 
 def explore_theory(config: ExploreConfig) -> dict:
-    """Closed forms at θ* = μ: pre-adaptation loss, shallow loss at α, optimal α and best losses.
-
-    For k > 1 steps the shallow values are exact (isotropic inputs, k ≤ 3) or None where only
-    simulation answers; the preconditioned bound is for one optimally preconditioned step.
-    """
+    """Closed forms at θ* = μ: pre-adaptation loss, shallow loss at α after k steps, its optimal α and best
+    loss, the best preconditioned step; each None where no closed form exists, with the reason in "notes"."""
     family = config.family()
-    theta = shallow_maml.maml_optimal_init(family)
     alpha = resolve_alpha(config, family)
     if config.task == "classification":
-        return {"alpha": alpha, **dict.fromkeys(THEORY_KEYS)}
-    levels = shallow_maml.reference_losses(family)  # the one-step levels every figure draws
-    out = {"alpha": alpha, "pre_adaptation_loss": levels["pre_adaptation_loss"],
-           "preconditioned_best_post_loss": levels["preconditioned_best_post_loss"]}
-    try:  # the shallow model at the k steps asked for
-        out["shallow_post_loss"] = shallow_maml.post_adaptation_loss(family, theta, alpha, config.steps)
-        out["shallow_optimal_alpha"] = shallow_maml.optimal_step_size(family, config.steps)
-        out["shallow_best_post_loss"] = shallow_maml.best_post_adaptation_loss(family, config.steps)
-    except NoClosedForm:
-        out.update(shallow_post_loss=None, shallow_optimal_alpha=None, shallow_best_post_loss=None)
-    return out
+        reason = "no closed form for the logistic loss (the regression theory explains the mechanism)"
+        return {"alpha": alpha, **dict.fromkeys(THEORY_KEYS), "notes": dict.fromkeys(THEORY_KEYS, reason)}
+    theta = shallow_maml.maml_optimal_init(family)
+    quantities = {
+        "pre_adaptation_loss": lambda: shallow_maml.pre_adaptation_loss(family, theta),
+        "preconditioned_best_post_loss": lambda: preconditioned_best_post_loss(family),
+        "shallow_post_loss": lambda: shallow_maml.post_adaptation_loss(family, theta, alpha, config.steps),
+        "shallow_optimal_alpha": lambda: shallow_maml.optimal_step_size(family, config.steps),
+        "shallow_best_post_loss": lambda: shallow_maml.best_post_adaptation_loss(family, config.steps),
+    }
+    out, notes = {"alpha": alpha}, {}
+    for key, compute in quantities.items():
+        try:
+            out[key] = float(compute())
+        except NoClosedForm as err:
+            out[key], notes[key] = None, str(err)
+    return {**out, "notes": notes}
 
 
 THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "shallow_post_loss",
@@ -187,7 +266,7 @@ def format_report(report: dict) -> str:
     def num(x):
         return "n/a (only simulation answers)" if x is None else f"{x:.4f}"
 
-    lines = [f"Setting: {c['task']}, d={c['dim']}, K={c['support']}, Q={c['query']}, r={c['rank']}, "
+    lines = [f"Setting: {c['task']}, d={c['dim']}, K={c['support']}, Q={c['query']}, {_task_text(c)}, "
              f"s²={c['noise_var']}, α={t['alpha']:.4g}, k={c['steps']}"]
     if c["task"] == "classification":
         lines.append("Theory: no closed form for the logistic loss (the regression theory explains the mechanism)")
@@ -196,6 +275,26 @@ def format_report(report: dict) -> str:
     if report["simulation"]:
         lines += _simulation_lines(report["simulation"], c)
     return "\n".join(lines)
+
+
+def _task_text(c: dict) -> str:
+    """The task and input structure of the setting, in the report's words."""
+    if c["task_spectrum"]:
+        parts = [f"Σw = diag({_spectrum_text(c['task_spectrum'])})"]
+    else:
+        parts = [f"r={2 if c['rank'] is None else c['rank']}"]
+        if c["task_var"] is not None:
+            parts.append(f"V={c['task_var']:g}")
+    if c["mean_norm"]:
+        parts.append(f"‖μ‖={c['mean_norm']:g}")
+    if c["input_spectrum"]:
+        parts.append(f"Σx = diag({_spectrum_text(c['input_spectrum'])})")
+    return ", ".join(parts)
+
+
+def _spectrum_text(values) -> str:
+    shown = ", ".join(f"{v:g}" for v in values[:4])
+    return shown + (f", … ({len(values)} values)" if len(values) > 4 else "")
 
 
 def _theory_lines(t: dict, num) -> list[str]:
