@@ -199,8 +199,9 @@ def caption(results: dict) -> str:
         k = t["steps_to_match"]
         return f"{k}" if k is not None else f"more than {results['k_max']}"
 
-    matches = "; ".join(f"d/K = {t['d_over_k']:g}: {steps(t)} (one preconditioned step {t['preconditioned_best_post_loss']:.3f}, "
-                        f"one plain step {t['best_k_step'][0]:.3f})" for t in results["theory"])
+    matches = "; ".join(f"d/K = {t['d_over_k']:g}: {steps(t)} (one preconditioned step "
+                        f"{t['preconditioned_best_post_loss']:.3f}, one plain step {t['best_k_step'][0]:.3f})"
+                        for t in results["theory"])
     first = results["theory"][0]
     floor = f"{first['bayes_optimal_loss']:.3f}" + (f" ± {first['bayes_ci95']:.3f} ({first['bayes_method']})"
                                                     if first["bayes_ci95"] else f" ({first['bayes_method']})")

@@ -17,7 +17,7 @@ GROUND = {"errors", "latex", "task_family"}  # theory modules that are not resul
 STEMS = sorted(m.name for m in pkgutil.iter_modules(theory.__path__) if m.name not in GROUND)
 
 
-def test_the_stems_are_the_documented_six():
+def test_the_stems_are_the_documented_ones():
     assert STEMS == ["bayes_floor", "deep_linear", "logistic", "preconditioned_maml", "scalar_deep", "shallow_maml",
                      "wishart_moments"]
 

@@ -25,6 +25,7 @@ from figures.registry import FIGURES, FiguresConfig
 from simulations.options import flag_of
 from tests.helpers import assert_close
 from theory import preconditioned_maml, shallow_maml
+from theory.bayes_floor import bayes_optimal_loss
 from theory.task_family import LinearTaskFamily
 
 VALID_FIGURES = "valid: " + ",".join(map(str, sorted(FIGURES)))
@@ -286,6 +287,19 @@ def test_theory_only_for_any_spectra_scale_and_mean(capsys):
     assert_close(scaled["pre_adaptation_loss"], 0.5 * 3 * 0.5, IDENTITY_TOL, "½ rV")
     assert_close(scaled["preconditioned_best_post_loss"], 0.5 * 3 * 0.5 * 4 * 0.5 / (5 * 0.5 + 3 * 0.5 + 0.5),
                  IDENTITY_TOL, "½ rV·(r+1)V/(KV + rV + V) (Σw = V UUᵀ, s² = 0)")
+
+
+def test_bayes_floor_in_the_theory_report(capsys):
+    """Noiseless with K ≥ r the floor is exactly 0 (said, not divided by); rank 1 with noise is a quadrature."""
+    theory = _explore_json(["--theory-only"], capsys)["theory"]
+    assert theory["bayes_optimal_loss"] == 0.0 and theory["bayes_optimal_loss_method"] == "exact"
+    assert "almost surely" in theory["notes"]["bayes_optimal_loss"]
+    noisy = _explore_json(["--theory-only", "--dim", "6", "--support", "3", "--rank", "1", "--noise", "0.3"],
+                          capsys)["theory"]
+    family = LinearTaskFamily.subspace(6, 3, 20, rank=1, noise_var=0.3, seed=0)
+    assert noisy["bayes_optimal_loss_method"] == "quadrature" and noisy["bayes_optimal_loss_ci95"] == 0.0
+    assert_close(noisy["bayes_optimal_loss"], bayes_optimal_loss(family).value, IDENTITY_TOL, "Bayes floor")
+    assert noisy["bayes_optimal_loss"] < noisy["preconditioned_best_post_loss"] < noisy["shallow_best_post_loss"]
 
 
 def test_spectra_reach_the_simulation_too():

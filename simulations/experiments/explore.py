@@ -24,6 +24,7 @@ from simulations.options import Threads, flags, option
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from theory import shallow_maml
+from theory.bayes_floor import bayes_optimal_loss
 from theory.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
@@ -179,11 +180,15 @@ def explore_theory(config: ExploreConfig) -> dict:
             out[key] = float(compute())
         except NoClosedForm as err:
             out[key], notes[key] = None, str(err)
+    floor = bayes_optimal_loss(family, seed=config.seed)
+    out.update(bayes_optimal_loss=floor.value, bayes_optimal_loss_ci95=floor.ci95,
+               bayes_optimal_loss_method=floor.method)
+    notes["bayes_optimal_loss"] = floor.note
     return {**out, "notes": notes}
 
 
 THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "shallow_post_loss",
-               "shallow_optimal_alpha", "shallow_best_post_loss")
+               "shallow_optimal_alpha", "shallow_best_post_loss", "bayes_optimal_loss")
 
 
 def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
@@ -303,10 +308,19 @@ def _theory_lines(t: dict, num) -> list[str]:
              f"  shallow post-adaptation loss at α    {num(t['shallow_post_loss'])}",
              f"  shallow optimal α*                   {num(t['shallow_optimal_alpha'])}",
              f"  shallow best post-adaptation loss    {num(t['shallow_best_post_loss'])}",
-             f"  optimal preconditioner, best loss    {num(t['preconditioned_best_post_loss'])}"]
+             f"  optimal preconditioner, best loss    {num(t['preconditioned_best_post_loss'])}",
+             f"  Bayes floor (posterior mean)         {_bayes_text(t)}"]
     if t["shallow_post_loss"] is not None and t["shallow_post_loss"] > t["pre_adaptation_loss"]:
         lines.append("  note: at this α the shallow inner loop raises the expected loss above its pre-adaptation value")
     return lines
+
+
+def _bayes_text(t: dict) -> str:
+    """The Bayes floor with how it was obtained: exact, by quadrature, or Monte-Carlo with its interval."""
+    if t["bayes_optimal_loss_ci95"]:
+        return (f"{t['bayes_optimal_loss']:.4f} ± {t['bayes_optimal_loss_ci95']:.4f} (95% interval, Monte-Carlo "
+                f"over support sets)")
+    return f"{t['bayes_optimal_loss']:.4f} ({t['bayes_optimal_loss_method']}: {t['notes']['bayes_optimal_loss']})"
 
 
 def _simulation_lines(simulation: dict, c: dict) -> list[str]:
