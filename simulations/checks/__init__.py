@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from simulations.checks import deep_linear, logistic, preconditioned_maml, scalar_deep, shallow_maml, wishart_moments
+from simulations.checks import (
+    deep_linear,
+    logistic,
+    preconditioned_maml,
+    scalar_deep,
+    shallow_maml,
+    wishart_moments,
+    wishart_words,
+)
 from simulations.checks.rules import Check
 
 __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_checks"]
 
 REGISTRY: dict[str, list[Callable[[float], Check]]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
-    for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, logistic, scalar_deep)
+    for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, logistic, scalar_deep,
+                   wishart_words)
 }  # theory stem -> its checks
 CHECKS: list[Callable[[float], Check]] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
