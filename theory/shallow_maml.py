@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from functools import cache, lru_cache
+from importlib import import_module
 from math import comb
 
 import numpy as np
@@ -219,7 +220,7 @@ class _Ratio:
 def _anisotropic_loss(family: LinearTaskFamily, theta: np.ndarray, alpha: float, steps: int) -> float:
     """k ≥ 2 steps, finite K, Σx ≠ I: theory.wishart_words where it exists, else NoClosedForm."""
     try:
-        from theory import wishart_words
+        wishart_words = import_module("theory.wishart_words")  # lazily: a module of its own, merged separately
     except ModuleNotFoundError as err:
         if err.name != "theory.wishart_words":
             raise
