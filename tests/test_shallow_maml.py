@@ -37,7 +37,7 @@ def test_isotropic_one_step_formula():
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(st.integers(1, 12), st.integers(1, 10), st.floats(0.0, 1.0), st.floats(0.0, 2.0), st.integers(0, 999))
 def test_k_step_expression_at_one_step_equals_the_general_form(dim, support, alpha, noise, seed):
-    """The Wick-pairing k-step expression at k = 1 is the Wishart-sandwich one-step loss (identity)."""
+    """The sympy k-step expression (recursion moments) at k = 1 is the Wishart-sandwich one-step loss (identity)."""
     family = LinearTaskFamily.subspace(dim, support, noise_var=noise, mean_norm=1.0, seed=seed)
     theta = np.random.default_rng(seed).standard_normal(dim)
     expr = shallow_maml.isotropic_k_step_expression(1)

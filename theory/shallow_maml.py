@@ -205,7 +205,7 @@ class _IsotropicKStep:
 class _Ratio:
     """num/den with den > 0, compared exactly by cross-multiplication."""
 
-    __slots__ = ("num", "den")
+    __slots__ = ("den", "num")
 
     def __init__(self, num: int, den: int):
         self.num, self.den = num, den
