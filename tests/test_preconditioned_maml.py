@@ -1,4 +1,6 @@
 """Preconditioned inner steps: the loss as a function of P, the optimal P and its gain."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -74,3 +76,24 @@ def test_loss_against_the_literal_preconditioned_step():
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("preconditioned_maml.") and result.passed, result
+
+
+def test_infinite_support_closed_forms():
+    """K = ∞: the loss is the K → ∞ limit; the optimal P (S^{-1/2} Π S^{-1/2}) reaches ½ s²; the gain is 1."""
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((4, 4)), rng.standard_normal((4, 2))
+    common = {"dim": 4, "query": 6, "task_cov": b @ b.T, "input_cov": a @ a.T / 4 + np.eye(4),
+              "task_mean": rng.standard_normal(4), "noise_var": 0.2}
+    infinite = LinearTaskFamily.from_covariances(support=math.inf, **common)
+    large = LinearTaskFamily.from_covariances(support=10**8, **common)
+    theta, p = rng.standard_normal(4), rng.standard_normal((4, 4))
+    at_inf = preconditioned_maml.preconditioned_post_adaptation_loss(infinite, theta, p, 0.3)
+    assert math.isfinite(at_inf)
+    assert_close(at_inf, preconditioned_maml.preconditioned_post_adaptation_loss(large, theta, p, 0.3), 1e-6)
+    p_star = preconditioned_maml.optimal_preconditioner(infinite, 0.5)
+    best = preconditioned_maml.preconditioned_best_post_loss(infinite)
+    assert best == 0.1
+    reached = preconditioned_maml.preconditioned_post_adaptation_loss(infinite, infinite.task_mean, p_star, 0.5)
+    assert_close(reached, best, 1e-10)
+    assert_close(preconditioned_maml.preconditioned_best_post_loss(large), best, 1e-5)  # O(1/K)
+    assert_close(preconditioned_maml.preconditioner_gain(10, math.inf, 3, noise_var=0.5), 1.0, 1e-12)

@@ -1,4 +1,6 @@
-"""Gaussian/Wishart moments: symbolic derivations, known formulas, and Monte-Carlo twins."""
+"""Gaussian/Wishart moments: symbolic derivations, known formulas, Deitmar's recursion, and Monte-Carlo twins."""
+import math
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -6,7 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulations.checks import MIN_SCALE, REGISTRY
-from simulations.twins.wishart_moments import estimate_isotropic_trace_moment, estimate_sample_moment_sandwich
+from simulations.twins.wishart_moments import (
+    estimate_isotropic_trace_moment,
+    estimate_sample_moment_sandwich,
+    wick_trace_moment,
+)
 from tests.helpers import assert_close, assert_within_ci
 from theory import wishart_moments
 
@@ -30,7 +36,48 @@ def test_trace_moments_match_known_wishart_formulas():
         assert sp.expand(expr - expr.subs({d: k, k: d}, simultaneous=True)) == 0
 
 
-@pytest.mark.parametrize("m, dim, support", [(2, 5, 3), (4, 3, 6)])
+@pytest.mark.parametrize("m", range(1, 7))
+def test_recursion_equals_the_wick_enumeration(m):
+    assert sp.expand(wishart_moments.wishart_trace_moment(m) - wick_trace_moment(m)) == 0
+
+
+@pytest.mark.parametrize("support", [1, 2, 7])
+def test_recursion_at_one_dimension_is_the_chi_square_moments(support):
+    """d = 1: W = χ²_K, E W^m = Π_{j<m} (K + 2j)."""
+    exact = wishart_moments.wishart_trace_moments(1, support, 40)
+    assert exact == [math.prod(support + 2 * j for j in range(m)) for m in range(41)]
+
+
+def test_recursion_is_symmetric_in_d_and_k_and_exact():
+    d, k = wishart_moments.d_sym, wishart_moments.K_sym
+    for m in range(1, 11):  # tr((XᵀX)^m) = tr((XXᵀ)^m); m = 0 gives d, not K
+        expr = wishart_moments.wishart_trace_moment(m)
+        assert sp.expand(expr - expr.subs({d: k, k: d}, simultaneous=True)) == 0
+        assert expr.subs({d: 5, k: 3}) == wishart_moments.wishart_trace_moments(5, 3, m)[m]
+    assert wishart_moments.wishart_trace_moments(9, 4, 60)[1:] == wishart_moments.wishart_trace_moments(4, 9, 60)[1:]
+
+
+def test_mixed_moments():
+    """tr W ~ χ²_{Kd}: E (tr W)² = Kd(Kd + 2); a zero part multiplies by d; the order of parts is irrelevant."""
+    d, k = wishart_moments.d_sym, wishart_moments.K_sym
+    assert sp.expand(wishart_moments.mixed_trace_moment((1, 1)) - k * d * (k * d + 2)) == 0
+    assert wishart_moments.mixed_trace_moment((2, 0), 3, 4) == 3 * wishart_moments.mixed_trace_moment((2,), 3, 4)
+    assert wishart_moments.mixed_trace_moment((3, 2, 5), 4, 6) == wishart_moments.mixed_trace_moment((5, 3, 2), 4, 6)
+
+
+def test_float_moments_are_the_rounded_exact_ones():
+    exact = wishart_moments.isotropic_trace_moments_exact(7, 3, 30)
+    assert wishart_moments.isotropic_trace_moments(7, 3, 30) == [float(c) for c in exact]
+    assert exact[2] == sp.Rational(3 + 7 + 1, 3)  # c₂ = (K + d + 1)/K
+
+
+def test_sandwich_at_infinite_support_is_the_population_product():
+    rng = np.random.default_rng(0)
+    sigma, mid = np.diag([1.0, 2.0, 0.5]), rng.standard_normal((3, 3))
+    assert_close(wishart_moments.sample_moment_sandwich(sigma, mid, math.inf), sigma @ mid @ sigma, 1e-15)
+
+
+@pytest.mark.parametrize("m, dim, support", [(2, 5, 3), (4, 3, 6), (10, 2, 12)])
 def test_trace_moment_against_monte_carlo(m, dim, support):
     moment = wishart_moments.isotropic_trace_moment(m)
     theory = float(moment.subs({wishart_moments.d_sym: dim, wishart_moments.K_sym: support}))

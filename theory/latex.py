@@ -38,6 +38,11 @@ def formulas() -> dict[str, str]:
         "Isotropic trace moments": ", ".join(
             rf"\mathbb{{E}}\operatorname{{tr}}\hat S^{m} = {sp.latex(sp.factor(isotropic_trace_moment(m)))}"
             for m in (1, 2, 3)).replace(sp.latex(d_sym), "d").replace(sp.latex(K_sym), "K"),
+        "Mixed trace moments of W = XᵀX, X ∈ R^{K×d} iid N(0, 1) (Deitmar, Theorem 3.2, real case)":
+            r"E(l) = \mathbb{E}\prod_r \operatorname{tr} W^{l_r}:\quad E(\emptyset) = 1,\quad E(0, l_2, \dots) = "
+            r"d\,E(l_2, \dots),\quad E(l) = (K + l_1 - 1)\,E(l_1 - 1, l_2, \dots) + \sum_{r=1}^{l_1 - 1} "
+            r"E(r, l_1 - r - 1, l_2, \dots) + 2\sum_{k \ge 2} l_k\, E(l_1 + l_k - 1, l_2, \dots, \widehat{l_k}, "
+            r"\dots);\quad c_m = \frac{\mathbb{E}\operatorname{tr}\hat S^m}{d} = \frac{E(m)}{d K^m}",
         "Shallow one-step loss (general)": r"L_{\mathrm{post}}(\theta,\alpha) = \tfrac12\left(a_0 - 2\alpha a_1 + "
             r"\alpha^2 a_2\right) + \tfrac12 s^2,\; a_0 = \operatorname{tr}(\Sigma_x C),\; a_1 = "
             r"\operatorname{tr}(\Sigma_x^2 C),\; a_2 = \operatorname{tr}\!\big(\big(\tfrac{K+1}{K}\Sigma_x^3 + "
@@ -48,6 +53,11 @@ def formulas() -> dict[str, str]:
             rf"\alpha^\star = {sp.latex(sp.factor(alpha_star))}",
         "Shallow loss, Σx = I, one step (R = tr C)": _isotropic_loss(1),
         "Shallow loss, Σx = I, two steps on the same support set": _isotropic_loss(2),
+        "Shallow loss, Σx = I, k steps on the same support set (any k)": r"L_{\mathrm{post}}^{(k)}(\alpha) = "
+            r"\tfrac12\Big[R \sum_{m=0}^{2k} \tbinom{2k}{m} (-\alpha)^m c_m + \frac{s^2 d}{K} \sum_{m=1}^{2k} "
+            r"\Big(\tbinom{2k}{m} - 2\tbinom{k}{m}\Big) (-\alpha)^m c_{m-1}\Big] + \tfrac12 s^2",
+        "Shallow loss, K = ∞ (population gradient), any Σx, k steps": r"L_{\mathrm{post}}^{(k)}(\alpha) = \tfrac12"
+            r"\operatorname{tr}\!\big(\Sigma_x (I - \alpha\Sigma_x)^k C (I - \alpha\Sigma_x)^k\big) + \tfrac12 s^2",
         "Optimal preconditioner": r"P^\star = \tfrac{1}{\alpha} C \left(c_1 \Sigma_x C + c_2 I\right)^{-1},\; "
             r"c_1 = \tfrac{K+1}{K},\; c_2 = \tfrac{\operatorname{tr}(\Sigma_x C) + s^2}{K},\; L^\star = "
             r"\tfrac12\left[\operatorname{tr}(\Sigma_x C) - \operatorname{tr}\!\left(\Sigma_x C \Sigma_x C "

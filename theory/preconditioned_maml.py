@@ -15,6 +15,11 @@ c₁ = (K + 1)/K, c₂ = (tr(SC) + s²)/K, the loss at θ = μ (C = Σw) is
 a convex quadratic in Q minimised at Q* = C (c₁ S C + c₂ I)⁻¹ with value
   L* = ½ [tr(SC) − tr(S C S C (c₁ S C + c₂ I)⁻¹)] + ½ s².
 For S = I and Σw = σ² U Uᵀ of rank r (s² = 0): L* = ½ r σ² (r + 1)/(K + r + 1).
+
+K = ∞ (the population gradient, Ŝ = S): 1/K → 0, so E[Ŝ A Ŝ] = S A S, the noise term vanishes,
+c₁ = 1 and c₂ = 0. Then Q* is the limit c₂ → 0 of C (S C + c₂ I)⁻¹ = S^{-1/2} M (M + c₂ I)⁻¹ S^{-1/2}
+with M = S^{1/2} C S^{1/2}: Q* = S^{-1/2} Π_M S^{-1/2} (Π_M the projector on the range of M; Q* = S⁻¹
+when C is invertible, the population Newton step) and L* = ½ s².
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import sympy as sp
 
 from theory.errors import ParameterError, require_real
 from theory.task_family import LinearTaskFamily
-from theory.wishart_moments import sample_moment_sandwich
+from theory.wishart_moments import inverse_support, sample_moment_sandwich
 
 
 def step_matrix_moment(family: LinearTaskFamily, precond: np.ndarray, alpha: float) -> np.ndarray:
@@ -39,24 +44,35 @@ def preconditioned_post_adaptation_loss(family: LinearTaskFamily, theta: np.ndar
     alpha = require_real("alpha", alpha)
     s, p = family.input_cov, _check_precond(family, precond)
     signal = np.trace(step_matrix_moment(family, p, alpha) @ family.error_second_moment(theta))
-    noise = alpha**2 * family.noise_var / family.support * np.trace(p.T @ s @ p @ s)
+    noise = alpha**2 * family.noise_var * inverse_support(family.support) * np.trace(p.T @ s @ p @ s)
     return 0.5 * (signal + noise + family.noise_var)
 
 
 def optimal_preconditioner(family: LinearTaskFamily, alpha: float = 1.0) -> np.ndarray:
-    """P* = C (c₁ S C + c₂ I)⁻¹ / α at θ = μ (C = Σw): the MAML-optimal linear preconditioner."""
+    """P* = C (c₁ S C + c₂ I)⁻¹ / α at θ = μ (C = Σw): the MAML-optimal linear preconditioner.
+
+    At K = ∞ the limit S^{-1/2} Π_M S^{-1/2} / α (module doc).
+    """
     alpha = require_real("alpha", alpha)
     if alpha == 0:
         raise ParameterError("alpha", alpha, "a non-zero real number")
-    s, c, k = family.input_cov, family.task_cov, family.support
-    c1, c2 = (k + 1) / k, (np.trace(s @ c) + family.noise_var) / k
+    s, c = family.input_cov, family.task_cov
+    if family.infinite_support:
+        vals, vecs = np.linalg.eigh(s)
+        half, inv_half = (vecs * np.sqrt(vals)) @ vecs.T, (vecs / np.sqrt(vals)) @ vecs.T
+        mu, v = np.linalg.eigh(half @ c @ half)
+        kept = v[:, mu > 1e-12 * max(mu.max(), 1e-300)]  # (d, rank M)
+        return inv_half @ kept @ kept.T @ inv_half / alpha
+    c1, c2 = _c1_c2(family)
     return c @ np.linalg.inv(c1 * s @ c + c2 * np.eye(family.dim)) / alpha
 
 
 def preconditioned_best_post_loss(family: LinearTaskFamily) -> float:
-    """L* = ½[tr(SC) − tr(SCSC(c₁SC + c₂I)⁻¹)] + ½s², the best loss of any preconditioned step."""
-    s, c, k = family.input_cov, family.task_cov, family.support
-    c1, c2 = (k + 1) / k, (np.trace(s @ c) + family.noise_var) / k
+    """L* = ½[tr(SC) − tr(SCSC(c₁SC + c₂I)⁻¹)] + ½s², the best loss of any preconditioned step (½s² at K = ∞)."""
+    if family.infinite_support:
+        return 0.5 * family.noise_var
+    s, c = family.input_cov, family.task_cov
+    c1, c2 = _c1_c2(family)
     gain = np.trace(s @ c @ s @ c @ np.linalg.inv(c1 * s @ c + c2 * np.eye(family.dim)))
     return 0.5 * (np.trace(s @ c) - gain + family.noise_var)
 
@@ -80,11 +96,20 @@ def isotropic_gain_symbolic() -> dict[str, sp.Expr]:
             "preconditioned": sp.factor(precond), "ratio": sp.factor(shallow / precond)}
 
 
-def preconditioner_gain(dim: int, support: int, rank: int, noise_var: float = 0.0,
+def preconditioner_gain(dim: int, support: int | float, rank: int, noise_var: float = 0.0,
                         task_var: float = 1.0) -> float:
-    """Best-scalar-step loss / optimal-preconditioner loss for Σx = I (isotropic_gain_symbolic)."""
-    values = dict(zip(GAIN_SYMBOLS, (dim, support, rank, task_var, noise_var)))
-    return float(isotropic_gain_symbolic()["ratio"].subs(values))
+    """Best-scalar-step loss / optimal-preconditioner loss for Σx = I (isotropic_gain_symbolic; K = ∞ as a limit)."""
+    d, k, r, v, s2 = GAIN_SYMBOLS
+    ratio = isotropic_gain_symbolic()["ratio"].subs({d: dim, r: rank, v: task_var, s2: noise_var})
+    if inverse_support(support) == 0:
+        return float(sp.limit(ratio, k, sp.oo))
+    return float(ratio.subs(k, support))
+
+
+def _c1_c2(family: LinearTaskFamily) -> tuple[float, float]:
+    """c₁ = (K + 1)/K and c₂ = (tr(SC) + s²)/K at C = Σw (1 and 0 at K = ∞)."""
+    inv = inverse_support(family.support)
+    return 1 + inv, (np.trace(family.input_cov @ family.task_cov) + family.noise_var) * inv
 
 
 def _check_precond(family: LinearTaskFamily, precond) -> np.ndarray:

@@ -12,14 +12,27 @@ With e = θ − w_τ, Ŝ = XᵀX/K and C = E[e eᵀ] = (θ − μ)(θ − μ)ᵀ
   best loss L* = ½ (a₀ − a₁²/a₂) + ½ s².
   For Σx = I, Σw = σ²UUᵀ of rank r and s² = 0:  L_post/L_pre = 1 − 2α + α²(K + d + 1)/K,
   α* = K/(K + d + 1), and L*/L_pre = (d + 1)/(K + d + 1): close to 1 when d ≫ K, whatever r.
-* k steps on the same support set (isotropic Σx, exact): e_k = (I − αŜ)^k e + B (α/K) Xᵀε with
-  B = Σ_{j<k} (I − αŜ)^j, so L_k = ½ [E tr((I − αŜ)^{2k})/d · tr C + α² s²/K · E tr(B² Ŝ)] + ½ s²,
-  polynomials in Ŝ whose expected traces come from wishart_moments (k ≤ 3). For a
-  non-isotropic Σx and k > 1 no closed form is given here: only simulation answers.
+* k steps on the same support set, isotropic Σx = I, finite K (exact for every k ≥ 1):
+  e_k = (I − αŜ)^k e + B (α/K) Xᵀε with B = Σ_{j<k} (I − αŜ)^j, so
+      L_k = ½ [tr C · E tr((I − αŜ)^{2k})/d + α² s²/K · E tr(Ŝ B²)] + ½ s²,
+  and with c_m = E tr(Ŝ^m)/d (wishart_moments, Deitmar's recursion) and αλB(λ) = 1 − (1 − αλ)^k,
+      E tr((I − αŜ)^{2k})/d = Σ_{m=0}^{2k} C(2k, m) (−α)^m c_m,
+      α² E tr(Ŝ B²)/d = Σ_{m=1}^{2k} [C(2k, m) − 2 C(k, m)] (−α)^m c_{m−1}.
+  The alternating sums cancel heavily (k = 50: terms dozens of orders of magnitude above the sum), so they are summed
+  in exact rational arithmetic (c_m exact, α and tr C as the exact binary fractions of their
+  floats) and rounded once; the optimal α is found on those exact values.
+* K = ∞ (population gradient, any Σx, any k): e_k = (I − αΣx)^k e, so
+      L_k = ½ tr(Σx (I − αΣx)^k C (I − αΣx)^k) + ½ s² = ½ Σ_i λ_i (1 − αλ_i)^{2k} (UᵀCU)_ii + ½ s²
+  (Σx = U diag(λ) Uᵀ), convex in α; k = 1 is the one-step form with the 1/K terms dropped.
+* A non-isotropic Σx with finite K and k ≥ 2: theory.wishart_words (expectations of words in Ŝ)
+  where that module covers the case; otherwise NoClosedForm: only simulation answers.
 """
 from __future__ import annotations
 
-from functools import cache
+from fractions import Fraction
+from functools import cache, lru_cache
+from importlib import import_module
+from math import comb
 
 import numpy as np
 import sympy as sp
@@ -27,9 +40,9 @@ import sympy as sp
 from theory.errors import NoClosedForm, require_int, require_real
 from theory.preconditioned_maml import preconditioned_best_post_loss, preconditioned_post_adaptation_loss
 from theory.task_family import LinearTaskFamily
-from theory.wishart_moments import K_sym, d_sym, isotropic_polynomial_trace
+from theory.wishart_moments import K_sym, d_sym, inverse_support, isotropic_polynomial_trace, wishart_trace_moments
 
-MAX_EXACT_STEPS = 3  # k = 4 needs E tr(Ŝ^8): 2,027,025 Wick pairings (~15 s); beyond 3, simulate
+GRID = 64  # step sizes tried on (0, α_hi] before the golden-section refinement of the best one
 
 
 def one_step_update_symbolic(dim: int = 2, support: int = 2) -> tuple[sp.Matrix, sp.Matrix]:
@@ -59,23 +72,29 @@ def post_adaptation_loss(family: LinearTaskFamily, theta: np.ndarray, alpha: flo
     steps = require_int("steps", steps, 0)
     if steps == 0:
         return pre_adaptation_loss(family, theta)
+    if family.infinite_support:
+        return population_post_adaptation_loss(family, theta, alpha, steps)
     if steps == 1:
         return preconditioned_post_adaptation_loss(family, theta, np.eye(family.dim), alpha)
     if not family.isotropic_inputs:
-        raise NoClosedForm("k > 1 inner steps with a non-isotropic input covariance: only simulation answers")
-    if steps > MAX_EXACT_STEPS:
-        raise NoClosedForm(f"k > {MAX_EXACT_STEPS} inner steps: only simulation answers")
-    trace_c = np.trace(family.error_second_moment(theta))
-    return float(_isotropic_k_step_function(steps)(alpha, family.support, family.dim, trace_c,
-                                                   family.noise_var))
+        return _anisotropic_loss(family, theta, alpha, steps)
+    loss = _IsotropicKStep.of(family.dim, family.support, steps)
+    return loss.value(float(np.trace(family.error_second_moment(theta))), family.noise_var, alpha)
+
+
+def population_post_adaptation_loss(family: LinearTaskFamily, theta: np.ndarray, alpha: float,
+                                    steps: int) -> float:
+    """K = ∞: ½ Σ_i λ_i (1 − αλ_i)^{2k} (UᵀCU)_ii + ½ s², Σx = U diag(λ) Uᵀ (module doc); any K reads as ∞."""
+    lam, weights = _population_spectrum(family, theta)
+    return float(0.5 * (np.sum(weights * (1 - alpha * lam) ** (2 * steps)) + family.noise_var))
 
 
 def quadratic_coefficients(family: LinearTaskFamily, theta: np.ndarray) -> tuple[float, float, float]:
-    """(a₀, a₁, a₂) with L_post(θ, α) = ½(a₀ − 2αa₁ + α²a₂) + ½s² (one step)."""
-    s, c, k = family.input_cov, family.error_second_moment(theta), family.support
+    """(a₀, a₁, a₂) with L_post(θ, α) = ½(a₀ − 2αa₁ + α²a₂) + ½s² (one step; the 1/K terms vanish at K = ∞)."""
+    s, c, inv = family.input_cov, family.error_second_moment(theta), inverse_support(family.support)
     s2, tr_s2 = s @ s, np.trace(s @ s)
-    sandwich = (k + 1) / k * s2 @ s + tr_s2 / k * s
-    return np.trace(s @ c), np.trace(s2 @ c), np.trace(sandwich @ c) + family.noise_var * tr_s2 / k
+    sandwich = (1 + inv) * s2 @ s + tr_s2 * inv * s
+    return np.trace(s @ c), np.trace(s2 @ c), np.trace(sandwich @ c) + family.noise_var * tr_s2 * inv
 
 
 def maml_optimal_init(family: LinearTaskFamily) -> np.ndarray:
@@ -84,21 +103,24 @@ def maml_optimal_init(family: LinearTaskFamily) -> np.ndarray:
 
 
 def optimal_step_size(family: LinearTaskFamily, steps: int = 1) -> float:
-    """α* minimising the post-adaptation loss at θ = μ: a₁/a₂ for one step, else the best real root."""
+    """α* minimising the post-adaptation loss at θ = μ over α > 0.
+
+    One step: a₁/a₂. K = ∞: the root of the convex loss's derivative. Σx = I: the global minimum
+    of the exact loss over a grid on (0, α_hi], α_hi = 2·(one-step α*) doubled while the best
+    point is the last, refined by golden sections on exact rationals (to a few ulps).
+    """
     steps = require_int("steps", steps, 1)
     theta = maml_optimal_init(family)
+    _, a1, a2 = quadratic_coefficients(family, theta)
     if steps == 1:
-        _, a1, a2 = quadratic_coefficients(family, theta)
         return a1 / a2
-    if not family.isotropic_inputs or steps > MAX_EXACT_STEPS:
-        raise NoClosedForm("optimal α for k > 1 steps needs isotropic inputs and k <= 3")
-    alpha = sp.Symbol("alpha")
-    expr = _isotropic_k_step_expression(steps).subs(
-        {K_sym: family.support, d_sym: family.dim, sp.Symbol("R"): np.trace(family.task_cov),
-         sp.Symbol("s2"): family.noise_var})
-    poly = sp.Poly(sp.expand(expr), alpha)
-    roots = [float(sp.re(z)) for z in sp.Poly(poly.diff(alpha), alpha).nroots() if abs(sp.im(z)) < 1e-9]
-    return min((z for z in roots if z > 0), key=lambda z: float(poly.eval(z)))
+    if family.infinite_support:
+        return _population_optimal_step(family, theta, steps)
+    if family.isotropic_inputs:
+        loss = _IsotropicKStep.of(family.dim, family.support, steps)
+        trace_c, noise = Fraction(float(np.trace(family.task_cov))), Fraction(family.noise_var)
+        return _global_minimiser(lambda a: loss.exact(trace_c, noise, a), 2 * a1 / a2)
+    return _global_minimiser(lambda a: _anisotropic_loss(family, theta, a, steps), 2 * a1 / a2)
 
 
 def best_post_adaptation_loss(family: LinearTaskFamily, steps: int = 1) -> float:
@@ -123,9 +145,13 @@ def reference_losses(family: LinearTaskFamily) -> dict[str, float]:
             "preconditioned_best_post_loss": float(preconditioned_best_post_loss(family))}
 
 
+def isotropic_k_step_expression(steps: int) -> sp.Expr:
+    """The exact k-step post-adaptation loss for Σx = I in α, K, d, R = tr C and s2 (sympy; for LaTeX)."""
+    return _isotropic_k_step_expression(require_int("steps", steps, 1))
+
+
 @cache
 def _isotropic_k_step_expression(steps: int) -> sp.Expr:
-    """L_k(α, K, d, R = tr C, s2) for Σx = I, k steps (module doc), as a sympy expression."""
     alpha, lam, big_r, s2 = sp.symbols("alpha lambda R s2")
     contraction = sp.Poly((1 - alpha * lam) ** (2 * steps), lam)
     b = sum((1 - alpha * lam) ** j for j in range(steps))
@@ -135,13 +161,120 @@ def _isotropic_k_step_expression(steps: int) -> sp.Expr:
     return sp.Rational(1, 2) * (signal + noise + s2)
 
 
-@cache
-def _isotropic_k_step_function(steps: int):
-    alpha, big_r, s2 = sp.symbols("alpha R s2")
-    return sp.lambdify((alpha, K_sym, d_sym, big_r, s2), _isotropic_k_step_expression(steps), "math")
+class _IsotropicKStep:
+    """L_k(α) = ½ [R·S(α) + s²·N(α) + s²] for Σx = I, finite K, k steps, in exact integer arithmetic.
+
+    With E_m = E tr(W^m) (exact integers), n = 2k and α = p/q:
+      S(α) = Σ_m C(n, m)(−α)^m E_m / (d K^m) = Σ_m a_m p^m q^{n−m} / (d K^n q^n),  a_m = C(n, m)(−1)^m E_m K^{n−m};
+      N(α) = Σ_{m≥1} [C(n, m) − 2C(k, m)](−α)^m E_{m−1} / K^m = Σ_m b_m p^m q^{n−m} / (K^n q^n).
+    """
+
+    def __init__(self, dim: int, support: int, steps: int):
+        n, e = 2 * steps, wishart_trace_moments(dim, support, 2 * steps)
+        self.n, self.dim, self.scale = n, dim, support**n
+        self.signal = [comb(n, m) * (-1) ** m * e[m] * support ** (n - m) for m in range(n + 1)]
+        self.noise = [0] + [(comb(n, m) - 2 * comb(steps, m)) * (-1) ** m * e[m - 1] * support ** (n - m)
+                            for m in range(1, n + 1)]
+
+    @staticmethod
+    @lru_cache(maxsize=32)
+    def of(dim: int, support: int, steps: int) -> _IsotropicKStep:
+        return _IsotropicKStep(dim, support, steps)
+
+    def _sums(self, alpha) -> tuple[int, int, int]:
+        """Numerators of S(α)·d·D and N(α)·D, and D = K^n q^n, by homogeneous Horner in p and q."""
+        p, q = Fraction(alpha).as_integer_ratio()
+        s_num, n_num, q_power = self.signal[self.n], self.noise[self.n], 1
+        for m in range(self.n - 1, -1, -1):
+            q_power *= q
+            s_num = s_num * p + self.signal[m] * q_power
+            n_num = n_num * p + self.noise[m] * q_power
+        return s_num, n_num, self.scale * q_power
+
+    def exact(self, trace_c: Fraction, noise_var: Fraction, alpha) -> _Ratio:
+        """L_k(α) as an exact ratio of integers (no gcd: these numbers have thousands of digits)."""
+        s_num, n_num, den = self._sums(alpha)
+        (r1, r2), (t1, t2) = trace_c.as_integer_ratio(), noise_var.as_integer_ratio()
+        return _Ratio(r1 * t2 * s_num + t1 * r2 * self.dim * (n_num + den), 2 * r2 * t2 * self.dim * den)
+
+    def value(self, trace_c: float, noise_var: float, alpha: float) -> float:
+        s_num, n_num, den = self._sums(alpha)  # S, N ≥ 0: each rounded once (int / int is correctly rounded)
+        return 0.5 * (trace_c * (s_num / (self.dim * den)) + noise_var * (n_num / den + 1))
 
 
-def isotropic_k_step_expression(steps: int) -> sp.Expr:
-    """The exact k-step post-adaptation loss for Σx = I in α, K, d, R = tr C and s2 (for LaTeX)."""
-    steps = require_int("steps", steps, 1, MAX_EXACT_STEPS)
-    return _isotropic_k_step_expression(steps)
+class _Ratio:
+    """num/den with den > 0, compared exactly by cross-multiplication."""
+
+    __slots__ = ("den", "num")
+
+    def __init__(self, num: int, den: int):
+        self.num, self.den = num, den
+
+    def __lt__(self, other: _Ratio) -> bool:
+        return self.num * other.den < other.num * self.den
+
+    def __le__(self, other: _Ratio) -> bool:
+        return self.num * other.den <= other.num * self.den
+
+
+def _anisotropic_loss(family: LinearTaskFamily, theta: np.ndarray, alpha: float, steps: int) -> float:
+    """k ≥ 2 steps, finite K, Σx ≠ I: theory.wishart_words where it exists, else NoClosedForm."""
+    try:
+        wishart_words = import_module("theory.wishart_words")  # lazily: a module of its own, merged separately
+    except ModuleNotFoundError as err:
+        if err.name != "theory.wishart_words":
+            raise
+        raise NoClosedForm("k > 1 inner steps with a non-isotropic input covariance and finite K: "
+                           "only simulation answers") from err
+    return wishart_words.anisotropic_post_adaptation_loss(family, theta, alpha, steps)
+
+
+def _population_spectrum(family: LinearTaskFamily, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(λ_i, λ_i (UᵀCU)_ii) for Σx = U diag(λ) Uᵀ."""
+    lam, u = np.linalg.eigh(family.input_cov)
+    return lam, lam * np.einsum("ij,jk,ki->i", u.T, family.error_second_moment(theta), u)
+
+
+def _population_optimal_step(family: LinearTaskFamily, theta: np.ndarray, steps: int) -> float:
+    """The root of Σ_i w_i λ_i (1 − αλ_i)^{2k−1} (decreasing in α) in [1/λ_max, 1/λ_min] over w_i > 0."""
+    lam, weights = _population_spectrum(family, theta)
+    keep = weights > 1e-14 * weights.max()
+    lam, weights = lam[keep], weights[keep]
+    lo, hi = 1 / lam.max(), 1 / lam.min()
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if np.sum(weights * lam * (1 - mid * lam) ** (2 * steps - 1)) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _global_minimiser(loss, alpha_hi: float) -> float:
+    """argmin of ``loss`` on (0, α_hi] (α_hi doubled while the best grid point is the last): grid, then golden sections.
+
+    ``loss`` may return exact Fractions, so comparisons are exact and the bracket shrinks to a few ulps.
+    """
+    for _ in range(30):
+        grid = [alpha_hi * (i + 1) / GRID for i in range(GRID)]
+        values = [loss(a) for a in grid]
+        best = min(range(GRID), key=values.__getitem__)
+        if best < GRID - 1:
+            break
+        alpha_hi *= 2
+    lo, hi = (grid[best - 1] if best else 0.0), grid[best + 1]
+    ratio = (5**0.5 - 1) / 2
+    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    f1, f2 = loss(x1), loss(x2)
+    while hi - lo > 4 * np.spacing(hi):
+        if f1 <= f2:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - ratio * (hi - lo)
+            f1 = loss(x1)
+        else:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + ratio * (hi - lo)
+            f2 = loss(x2)
+    return x1 if f1 <= f2 else x2

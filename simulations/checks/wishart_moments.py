@@ -1,11 +1,16 @@
-"""verify checks of theory.wishart_moments: Isserlis (sympy), the Wishart sandwich and trace moments (Monte-Carlo)."""
+"""verify checks of theory.wishart_moments: Isserlis (sympy), the Wishart sandwich and trace moments (Monte-Carlo),
+and Deitmar's recursion against an enumeration of Wick pairings (sympy)."""
 from __future__ import annotations
 
 import numpy as np
 import sympy as sp
 
 from simulations.checks.rules import Check, interval_check, symbolic_check
-from simulations.twins.wishart_moments import estimate_isotropic_trace_moment, estimate_sample_moment_sandwich
+from simulations.twins.wishart_moments import (
+    estimate_isotropic_trace_moment,
+    estimate_sample_moment_sandwich,
+    wick_trace_moment,
+)
 from theory import wishart_moments
 
 
@@ -35,7 +40,21 @@ def check_trace_moment(scale: float) -> Check:
     theory = float(wishart_moments.isotropic_trace_moment(3).subs({wishart_moments.d_sym: 6,
                                                                   wishart_moments.K_sym: 4}))
     est = estimate_isotropic_trace_moment(6, 4, 3, int(100_000 * scale), seed=2)
-    return interval_check("wishart_moments.trace_moment_m3", "Σ=I, d=6, K=4: E tr(Ŝ³) by Wick pairings", theory, est)
+    return interval_check("wishart_moments.trace_moment_m3", "Σ=I, d=6, K=4: E tr(Ŝ³) by the recursion", theory, est)
 
 
-CHECKS = [check_fourth_moment_symbolic, check_sandwich_moment, check_trace_moment]
+def check_trace_moment_high(scale: float) -> Check:
+    theory = wishart_moments.isotropic_trace_moments(3, 8, 8)[8] * 3
+    est = estimate_isotropic_trace_moment(3, 8, 8, int(100_000 * scale), seed=3)
+    return interval_check("wishart_moments.trace_moment_m8", "Σ=I, d=3, K=8: E tr(Ŝ⁸) by the recursion", theory, est)
+
+
+def check_recursion_against_wick(scale: float) -> Check:
+    nonzero = sum(1 for m in range(1, 7)
+                  if sp.expand(wishart_moments.wishart_trace_moment(m) - wick_trace_moment(m)) != 0)
+    return symbolic_check("wishart_moments.recursion_vs_wick", "E tr((XᵀX)^m), m = 1…6, polynomials in d, K",
+                          nonzero, "Deitmar recursion − Wick enumeration")
+
+
+CHECKS = [check_fourth_moment_symbolic, check_sandwich_moment, check_trace_moment, check_trace_moment_high,
+          check_recursion_against_wick]
