@@ -1,5 +1,4 @@
 """Shallow-model MAML: closed forms against the literal inner loop, and their optima."""
-import importlib.util
 import math
 
 import numpy as np
@@ -14,6 +13,7 @@ from tests.helpers import assert_close, assert_within_ci
 from theory import shallow_maml
 from theory.errors import NoClosedForm
 from theory.task_family import LinearTaskFamily
+from theory.wishart_words import MAX_WORD_STEPS
 
 
 def test_symbolic_update_is_the_gradient_step():
@@ -78,14 +78,15 @@ def test_k_step_optimal_alpha_is_a_minimiser():
         assert shallow_maml.post_adaptation_loss(family, family.task_mean, alpha * factor, 2) > best
 
 
-@pytest.mark.skipif(importlib.util.find_spec("theory.wishart_words") is not None,
-                    reason="theory.wishart_words gives the non-isotropic k-step loss")
 def test_no_closed_form_where_only_simulation_answers():
+    """Anisotropic inputs, finite K: exact up to MAX_WORD_STEPS steps (theory.wishart_words), then simulation only."""
     family = LinearTaskFamily.from_covariances(3, 2, 2, task_cov=np.eye(3), input_cov=np.diag([1.0, 2.0, 3.0]))
-    with pytest.raises(NoClosedForm):
-        shallow_maml.post_adaptation_loss(family, np.zeros(3), 0.1, steps=2)
-    with pytest.raises(NoClosedForm):
-        shallow_maml.optimal_step_size(family, 2)
+    beyond = MAX_WORD_STEPS + 1
+    assert math.isfinite(shallow_maml.post_adaptation_loss(family, np.zeros(3), 0.1, steps=2))
+    with pytest.raises(NoClosedForm, match="only simulation answers"):
+        shallow_maml.post_adaptation_loss(family, np.zeros(3), 0.1, steps=beyond)
+    with pytest.raises(NoClosedForm, match="only simulation answers"):
+        shallow_maml.optimal_step_size(family, beyond)
 
 
 @pytest.mark.parametrize("steps", [2, 3])

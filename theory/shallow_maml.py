@@ -31,16 +31,16 @@ from __future__ import annotations
 
 from fractions import Fraction
 from functools import cache, lru_cache
-from importlib import import_module
 from math import comb
 
 import numpy as np
 import sympy as sp
 
-from theory.errors import NoClosedForm, require_int, require_real
+from theory.errors import require_int, require_real
 from theory.preconditioned_maml import preconditioned_best_post_loss, preconditioned_post_adaptation_loss
 from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import K_sym, d_sym, inverse_support, isotropic_polynomial_trace, wishart_trace_moments
+from theory.wishart_words import anisotropic_post_adaptation_loss
 
 GRID = 64  # step sizes tried on (0, α_hi] before the golden-section refinement of the best one
 
@@ -218,15 +218,9 @@ class _Ratio:
 
 
 def _anisotropic_loss(family: LinearTaskFamily, theta: np.ndarray, alpha: float, steps: int) -> float:
-    """k ≥ 2 steps, finite K, Σx ≠ I: theory.wishart_words where it exists, else NoClosedForm."""
-    try:
-        wishart_words = import_module("theory.wishart_words")  # lazily: a module of its own, merged separately
-    except ModuleNotFoundError as err:
-        if err.name != "theory.wishart_words":
-            raise
-        raise NoClosedForm("k > 1 inner steps with a non-isotropic input covariance and finite K: "
-                           "only simulation answers") from err
-    return wishart_words.anisotropic_post_adaptation_loss(family, theta, alpha, steps)
+    """k ≥ 2 steps, finite K, Σx ≠ I: the word-moment engine of theory.wishart_words (k ≤ MAX_WORD_STEPS),
+    beyond which it raises NoClosedForm (only simulation answers)."""
+    return anisotropic_post_adaptation_loss(family, theta, alpha, steps)
 
 
 def _population_spectrum(family: LinearTaskFamily, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
