@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from figures.checkpoint import run_unit
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, mean_ci95
@@ -42,15 +43,15 @@ class Config(Profiles):
     rank: int = 2  # r ≪ d: the task subspace a preconditioner can find
     task_var: float = 1.0  # σ², variance per task direction
     noise_var: float = 0.25  # s² > 0, so the Bayes floor is above 0 (noiseless with K ≥ r it is exactly 0)
-    dims: tuple[int, ...] = (10, 25, 100)  # panel (a): d/K = 2, 5, 20
+    dims: tuple[int, ...] = (3, 5, 10, 50)  # panel (a): d/K = 0.6, 1, 2, 10 (r = 2 ≤ d)
     k_max: int = 50  # plain inner steps, 1 … k_max
-    ratios: tuple[float, ...] = (1, 2, 3, 5, 8, 12, 20, 30, 50)  # panel (b): d/K
+    ratios: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0, 1.2, 2.0)  # panel (b): d/K
     sim_steps: tuple[int, ...] = (1, 5)  # meta-trained shallow MAML at these k
-    iterations: int = 300  # meta-training iterations per run (θ only: a convex problem, settles fast)
+    iterations: int = 200  # meta-training iterations per run (θ only: a convex problem, settles fast)
     meta_batch: int = 32
     meta_lr: float = 0.02
     eval_tasks: int = 2000  # fresh evaluation tasks per run
-    seeds: int = 2  # independent runs for the 95% interval
+    seeds: int = 3  # independent runs for the 95% interval
 
     FULL: ClassVar[dict] = {"k_max": 100, "iterations": 1500, "eval_tasks": 10_000, "seeds": 5}
 
@@ -152,13 +153,16 @@ def rows(results: dict) -> list[dict]:
 
 
 def plot(results: dict):
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 6.2), gridspec_kw={"width_ratios": [1.5, 1]})
     steps = np.arange(1, results["k_max"] + 1)
     points = summarize(results)
+    levels = [t["preconditioned_best_post_loss"] for t in results["theory"]]
+    shared = max(levels) - min(levels) <= 1e-9 * max(levels)  # Σx = I: P* finds the r-dim subspace for every d
     for color, t in zip(CURVE_COLORS, results["theory"]):
         label = f"d/K = {t['d_over_k']:g}"
         ax.plot(steps, t["best_k_step"], color=color, lw=1.6, label=f"{label}: best k plain steps (theory)")
-        ax.axhline(t["preconditioned_best_post_loss"], color=color, lw=REFERENCE_LINEWIDTH, linestyle="-.")
+        if not shared:
+            ax.axhline(t["preconditioned_best_post_loss"], color=color, lw=REFERENCE_LINEWIDTH, linestyle="-.")
         if t["steps_to_match"] is not None:
             k = t["steps_to_match"]
             ax.plot(k, t["best_k_step"][k - 1], "o", mfc="none", color=color, ms=9)
@@ -167,16 +171,22 @@ def plot(results: dict):
                     fmt="s", color=color, ms=5, capsize=3)
     first = results["theory"][0]
     ax.axhline(first["pre_adaptation_loss"], lw=REFERENCE_LINEWIDTH, **REFERENCE_STYLE["pre_adaptation_loss"])
+    floor = f"{first['bayes_optimal_loss']:.3f}" + (f" ± {first['bayes_ci95']:.3f}, Monte-Carlo" if first["bayes_ci95"]
+                                                    else f", {first['bayes_method']}")
     ax.axhline(first["bayes_optimal_loss"], color="black", lw=REFERENCE_LINEWIDTH, linestyle=":",
-               label=f"Bayes floor (posterior mean), {first['bayes_optimal_loss']:.3f}")
-    ax.plot([], [], color="grey", linestyle="-.", label="best single preconditioned step (theory, same colour)")
+               label=f"Bayes floor (posterior mean), {floor}")
+    if shared:
+        ax.axhline(levels[0], lw=REFERENCE_LINEWIDTH, **(REFERENCE_STYLE["preconditioned_best_post_loss"] | {
+            "label": f"best single preconditioned step (theory; {levels[0]:.3f} for every d here)"}))
+    else:
+        ax.plot([], [], color="grey", linestyle="-.", label="best single preconditioned step (theory, same colour)")
     ax.plot([], [], "s", color="grey", label="shallow MAML meta-trained at α*_k (mean ± 95% CI)")
     ax.plot([], [], "o", mfc="none", color="grey", ms=9, label="first k that matches the preconditioned step")
     ax.set(xscale="log", xlabel="plain inner steps k on the same support set (each at its optimal α*_k)",
            ylabel="post-adaptation query loss (½ MSE, noise included)",
            title=f"(a) K = {results['support']}, r = {results['rank']}, σ² = {results['task_var']:g}, "
                  f"s² = {results['noise_var']:g}")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax.grid(alpha=0.3, which="both")
     ratio = results["ratio_steps"]
     matched = [r for r in ratio if r["steps_to_match"] is not None]
@@ -188,6 +198,10 @@ def plot(results: dict):
                 label=f"not matched within k = {results['k_max']}")
     bx.set(xscale="log", yscale="log", xlabel="d / K", ylabel="plain steps to match one preconditioned step",
            title="(b) steps the shallow model needs")
+    for axis in (bx.xaxis, bx.yaxis):
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(NullFormatter())
+    bx.set_xticks(ratio and [r["d_over_k"] for r in ratio])
     bx.legend(fontsize=8)
     bx.grid(alpha=0.3, which="both")
     fig.tight_layout()

@@ -31,6 +31,7 @@ from figures import (
     fig5_remedies,
     fig6_phase_diagram,
     fig7_vision,
+    fig8_many_steps,
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE
@@ -50,6 +51,8 @@ TINY = {  # figure -> (module, its tiny profile); each figure takes a few second
     6: (fig6_phase_diagram, fig6_phase_diagram.Config(n_ratio=8, n_rank=6)),
     7: (fig7_vision, fig7_vision.Config(datasets=("digits", "omniglot"), iterations=3, meta_batch=2,
                                         eval_tasks=10, width=4)),
+    8: (fig8_many_steps, fig8_many_steps.Config(dims=(3, 10), k_max=6, ratios=(0.6, 1.2), sim_steps=(1, 2),
+                                                iterations=10, eval_tasks=50, seeds=2)),
 }
 SUFFIXES = (".json", ".csv", ".pdf", ".png")
 
@@ -168,6 +171,7 @@ TINY_UNITS = {
     5: 2 * 2 * 3 * TINY[5][1].seeds,  # task × base × remedy, per seed
     6: 1,  # one closed-form grid
     7: 1 * 2 * 2 * 3,  # digits only (omniglot is absent) × method × depth × remedy
+    8: 2 * (1 + 2 * 2) + 2,  # dims × (theory + sim steps × seeds) + the d/K points of panel (b)
 }
 
 
@@ -471,3 +475,18 @@ def test_fig3_reports_divergence_as_a_missing_point(monkeypatch):
     assert all(r["post_loss"] == "" for r in csv_rows if r["panel"] != "theory" and r["depth"] == 2)
     assert "diverged" in fig3_depth_width.caption(results)
     plt.close(fig3_depth_width.plot(results))
+
+
+def test_fig8_plain_steps_against_one_preconditioned_step(built):
+    """Below d = K a few plain steps match one optimally preconditioned step; above it none do (here), and
+    every curve lies between the pre-adaptation loss and the Bayes floor, falling with k."""
+    results = _record(built[8])["results"]
+    for t in results["theory"]:
+        curve = np.array(t["best_k_step"])
+        assert np.all(np.diff(curve) <= 1e-12), "more plain steps (each at its own α*) never hurt"
+        assert t["bayes_optimal_loss"] < curve.min() and curve.max() < t["pre_adaptation_loss"]
+        assert t["bayes_optimal_loss"] < t["preconditioned_best_post_loss"]
+    by_ratio = {r["d_over_k"]: r["steps_to_match"] for r in results["ratio_steps"]}
+    assert by_ratio[0.6] == 2 and by_ratio[1.2] is None
+    assert [t["steps_to_match"] for t in results["theory"]] == [2, None]  # d = 3 and 10 at K = 5
+    assert len(results["runs"]) == 2 * 2 * 2 and all(r["post_loss"] is not None for r in results["runs"])

@@ -51,7 +51,8 @@ def two_estimate_check(name: str, setting: str, floor: BayesFloor, est: Estimate
 def zero_loss_check(name: str, setting: str, floor: BayesFloor, est: Estimate, scale: float) -> Check:
     """|twin mean − floor| ≤ IDENTITY_TOL · scale (module doc): an identity on the loss scale ``scale``."""
     ratio = abs(est.mean - floor.value) / scale
-    return Check(name, setting, floor.value, est.mean, f"|gap| / {scale:.3g} = {ratio:.1e} ≤ {IDENTITY_TOL:g}",
+    return Check(name, setting, floor.value, est.mean,
+                 f"|gap| over the loss scale {scale:.3g}: max rel. residual {ratio:.1e} ≤ {IDENTITY_TOL:g}",
                  bool(ratio <= IDENTITY_TOL), "identity", ratio / IDENTITY_TOL)
 
 
