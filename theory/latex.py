@@ -58,6 +58,16 @@ def formulas() -> dict[str, str]:
             r"\Big(\tbinom{2k}{m} - 2\tbinom{k}{m}\Big) (-\alpha)^m c_{m-1}\Big] + \tfrac12 s^2",
         "Shallow loss, K = ∞ (population gradient), any Σx, k steps": r"L_{\mathrm{post}}^{(k)}(\alpha) = \tfrac12"
             r"\operatorname{tr}\!\big(\Sigma_x (I - \alpha\Sigma_x)^k C (I - \alpha\Sigma_x)^k\big) + \tfrac12 s^2",
+        "Shallow loss, any Σx, finite K, k ≤ 3 steps (expected words in Ŝ)": r"L_{\mathrm{post}}^{(k)}(\alpha) = "
+            r"\tfrac12 \sum_{a,b=0}^{k} \tbinom{k}{a}\tbinom{k}{b} (-\alpha)^{a+b}\, \mathbb{E}\operatorname{tr}"
+            r"(\hat S^a \Sigma_x \hat S^b C) + \tfrac{\alpha^2 s^2}{2K} \sum_{a,b=0}^{k-1} \tbinom{k}{a+1}"
+            r"\tbinom{k}{b+1} (-\alpha)^{a+b}\, \mathbb{E}\operatorname{tr}(\hat S^{a+b+1} \Sigma_x) + \tfrac12 s^2,"
+            r"\quad \mathbb{E}[\hat S A_1 \hat S \cdots A_{m-1} \hat S] = \sum_{\pi} K^{c(\pi) - m}\, "
+            r"\mathrm{contract}_\pi(\Sigma_x; A_1, \dots, A_{m-1})",
+        "Bayes floor (posterior-mean estimator)": r"L_{\mathrm{Bayes}} = \tfrac12\left(\mathbb{E}_X "
+            r"\operatorname{tr}(\Sigma_x \Sigma_{\mathrm{post}}) + s^2\right),\quad \Sigma_{\mathrm{post}} = "
+            r"\Sigma_w - \Sigma_w X^\top (X \Sigma_w X^\top + s^2 I)^{-1} X \Sigma_w;\quad \text{rank 1: } "
+            r"\tfrac12\left(g\, \mathbb{E}\big[1/(1 + g\chi^2_K/s^2)\big] + s^2\right),\ g = u^\top\Sigma_x u\, v",
         "Optimal preconditioner": r"P^\star = \tfrac{1}{\alpha} C \left(c_1 \Sigma_x C + c_2 I\right)^{-1},\; "
             r"c_1 = \tfrac{K+1}{K},\; c_2 = \tfrac{\operatorname{tr}(\Sigma_x C) + s^2}{K},\; L^\star = "
             r"\tfrac12\left[\operatorname{tr}(\Sigma_x C) - \operatorname{tr}\!\left(\Sigma_x C \Sigma_x C "
@@ -69,7 +79,7 @@ def formulas() -> dict[str, str]:
             + sp.latex(sp.factor(gain["ratio"].subs({NOISE_VAR: 0}))),
         "Deep linear, depth 2, exact one-step update": deep_linear.latex_depth2_update(),
         "Deep linear, any depth: implicit preconditioner": deep_linear.latex_implicit_preconditioner(),
-        "ANIL (top layer) and bottom-layer steps, exact": r"W' = W - \alpha\, G B_L^\top B_L, \qquad "
+        "ANIL (head layer) and bottom-layer steps, exact": r"W' = W - \alpha\, G B_L^\top B_L, \qquad "
                                                           r"W' = W - \alpha\, A_1 A_1^\top G",
         "Logistic regression gradient": logistic.latex_logistic_gradient(),
     }
