@@ -18,6 +18,7 @@ simulations.per_task_maml (the baseline), "low_rank" = ``simulations.linear_chai
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -234,10 +235,37 @@ class BenchConfig:
         require_int("meta_batch", self.meta_batch, 1)
 
 
+THEORY_SETTING = {"dim": 20, "support": 10, "rank": 5, "noise_var": 0.1, "steps": 50}  # the exact k-step theory
+
+
+def benchmark_k_step_theory(dim: int = 20, support: int = 10, rank: int = 5, noise_var: float = 0.1,
+                            steps: int = 50) -> dict:
+    """Wall time of the exact k-step shallow theory from a cold start in this process: the moments
+    c_m (m ≤ 2k, Deitmar's recursion), the optimal α*_k and the best loss (goal: k = 50 under a second)."""
+    from theory.shallow_maml import best_post_adaptation_loss, optimal_step_size
+    from theory.task_family import LinearTaskFamily
+
+    family = LinearTaskFamily.subspace(dim, support, rank=rank, noise_var=noise_var)
+    start = time.perf_counter()
+    alpha = optimal_step_size(family, steps)
+    best = best_post_adaptation_loss(family, steps)
+    return {"settings": {"dim": dim, "support": support, "rank": rank, "noise_var": noise_var, "steps": steps},
+            "seconds": time.perf_counter() - start, "optimal_alpha": alpha, "best_post_loss": best}
+
+
+def format_k_step_theory(result: dict) -> str:
+    s = result["settings"]
+    return (f"Exact k-step shallow theory (Σx = I, d = {s['dim']}, K = {s['support']}, r = {s['rank']}, "
+            f"s² = {s['noise_var']}), k = {s['steps']}: α* = {result['optimal_alpha']:.6g}, best loss "
+            f"{result['best_post_loss']:.6g}, {result['seconds']:.2f} s from a cold start (moments, α search, loss)")
+
+
 def run(config: BenchConfig, progress: bool = False) -> dict:
-    """{"meta_training": (a)–(c), "kfo_cost": one result per form, "vision": conv-net result or None}."""
+    """{"meta_training": (a)–(c), "kfo_cost": one result per form, "vision": conv-net result or None,
+    "k_step_theory": the exact theory's timing at k = 50}."""
     sizes = {"threads": config.threads, "meta_batch": config.meta_batch}
-    report = {"meta_training": benchmark_meta_training(iterations=config.iterations, **sizes),
+    report = {"k_step_theory": benchmark_k_step_theory(**THEORY_SETTING),
+              "meta_training": benchmark_meta_training(iterations=config.iterations, **sizes),
               "kfo_cost": [benchmark_kfo_cost(iterations=config.iterations, form=form, **sizes)
                            for form in config.kfo_forms], "vision": None}
     if config.vision:
@@ -250,7 +278,8 @@ def run(config: BenchConfig, progress: bool = False) -> dict:
 def format_report(report: dict) -> str:
     from simulations.experiments.vision_benchmark import format_vision_benchmark
 
-    parts = [format_benchmark(report["meta_training"]), *map(format_kfo_cost, report["kfo_cost"])]
+    parts = [format_benchmark(report["meta_training"]), *map(format_kfo_cost, report["kfo_cost"]),
+             format_k_step_theory(report["k_step_theory"])]
     if report["vision"] is not None:
         parts.append(format_vision_benchmark(report["vision"]))
     return "\n\n".join(parts)
