@@ -151,3 +151,16 @@ def test_peak_memory_measurement_prints_nothing(capfd):
     peak = peak_step_bytes(lambda: (x * x).sum().backward(), torch.device("cpu"))
     out, err = capfd.readouterr()
     assert peak > 0 and out == "" and err == "", (out, err)
+
+
+def test_k_step_theory_benchmark_reports_the_closed_form():
+    """bench's theory line: the optimal α and best loss it prints are the closed forms (timing is not tested)."""
+    from simulations.experiments.benchmark import benchmark_k_step_theory, format_k_step_theory
+    from theory.shallow_maml import best_post_adaptation_loss, optimal_step_size
+    from theory.task_family import LinearTaskFamily
+
+    result = benchmark_k_step_theory(dim=6, support=4, rank=2, noise_var=0.1, steps=5)
+    family = LinearTaskFamily.subspace(6, 4, rank=2, noise_var=0.1)
+    assert result["optimal_alpha"] == optimal_step_size(family, 5)
+    assert result["best_post_loss"] == best_post_adaptation_loss(family, 5)
+    assert result["seconds"] > 0 and "k = 5" in format_k_step_theory(result)
