@@ -337,7 +337,7 @@ def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, re
     width = require_int("width", width, 1)
     alpha, restarts = require_real("alpha", alpha), require_int("restarts", restarts, 1)
     d = family.dim
-    fixed = [torch.as_tensor(v) for v in _family_arrays(family)]
+    fixed = [torch.tensor(np.array(v)) for v in _family_arrays(family)]
 
     def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         params = torch.tensor(flat, dtype=torch.float64, requires_grad=True)
@@ -345,7 +345,7 @@ def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, re
         coef = _loss_coefficients(*_depth2_parts(w1, w2, *fixed), family.noise_var, family.support)
         loss = sum(c * alpha**j for j, c in enumerate(coef))
         (grad,) = torch.autograd.grad(loss, params)
-        return float(loss), grad.numpy()
+        return loss.item(), grad.numpy()
 
     rng = np.random.default_rng(seed)
     best = None
