@@ -78,6 +78,14 @@ def formulas() -> dict[str, str]:
         "Gain of the optimal preconditioner, s² = 0": r"\frac{L^\star_{\mathrm{shallow}}}{L^\star_{P}} = "
             + sp.latex(sp.factor(gain["ratio"].subs({NOISE_VAR: 0}))),
         "Deep linear, depth 2, exact one-step update": deep_linear.latex_depth2_update(),
+        "Deep linear, depth 2, full MAML: exact expected loss (scalar output)": r"L(\alpha) = \tfrac12 \mathbb{E}"
+            r"\big[r^\top \Sigma_x r\big] + \tfrac12 s^2 = \sum_{j=0}^{4} c_j \alpha^j,\quad r = e - \alpha P g + "
+            r"\alpha^2 (w_e^\top g)\, g,\quad P = W_1^\top W_1 + \lVert w_2\rVert^2 I,\quad g = \hat S e - "
+            r"\tfrac1K X^\top \varepsilon;\quad \mathbb{E}\Big[\prod_{j=1}^{n} c_j^\top g \,\Big|\, e\Big] = "
+            r"\sum_{\pi} \frac{K^{\underline{|\pi|}}}{K^n} \prod_{B \in \pi} \sum_{M} \frac{|B|!\,(2|M| - 1)!!}"
+            r"{(2|M|)!}\, q^{|M|} \prod_{(i,j) \in M} c_i^\top \Sigma_x c_j \prod_{k \in B \setminus M} c_k^\top b,"
+            r"\quad b = \Sigma_x e,\ q = e^\top \Sigma_x e + s^2,\quad e \sim \mathcal{N}(w_e - \mu, \Sigma_w)"
+            r"\text{ by a degree-5 cubature}",
         "Deep linear, any depth: implicit preconditioner": deep_linear.latex_implicit_preconditioner(),
         "ANIL (head layer) and bottom-layer steps, exact": r"W' = W - \alpha\, G B_L^\top B_L, \qquad "
                                                           r"W' = W - \alpha\, A_1 A_1^\top G",
