@@ -47,6 +47,9 @@ from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import inverse_support, sample_moment_sandwich
 
 _IN_ROWS_TOL = 1e-10  # relative residual of Wᵀv₀ = μ below which μ counts as in W's row space
+# L-BFGS-B stops at a relative loss change below 1e-14 (float64 noise of the loss) or after 1000
+# iterations: an infimum that is not attained (module doc) would otherwise run on with v₀ → ∞
+_LBFGS_OPTIONS = {"maxiter": 1000, "maxfun": 2000, "ftol": 1e-14, "gtol": 1e-10}
 
 
 @dataclass(frozen=True)
@@ -145,14 +148,17 @@ def _numerical_optimum(family: LinearTaskFamily, width: int, alpha: float, resta
     for _ in range(restarts):
         x0 = np.concatenate([scale_w * rng.standard_normal(h * d), scale_v * rng.standard_normal(h)])
         result = minimize(objective, x0, jac=True, method="L-BFGS-B",
-                          options={"maxiter": 20_000, "maxfun": 40_000, "ftol": 1e-15, "gtol": 1e-10})
+                          options=_LBFGS_OPTIONS)
         if best is None or result.fun < best.fun:
             best = result
     w, v0 = best.x[:h * d].reshape(h, d), best.x[h * d:]
     bound = rank_limited_best_post_loss(family, width)
+    stop = ("converged" if best.status == 0 else
+            f"stopped at the iteration limit with ‖v₀‖ = {np.linalg.norm(v0):.3g}: an infimum not attained?")
     return AnilOptimum(anil_post_adaptation_loss(family, w, v0, alpha), w, v0,
                        f"numerical ({restarts} seeded restarts)",
-                       f"μ outside the closed-form W's rows couples θ and P; lower bound L_h = {bound:.6g}")
+                       f"θ = Wᵀv₀ and P = WᵀW coupled (μ outside the closed-form W's rows); lower bound "
+                       f"L_h = {bound:.6g}; best run {stop}")
 
 
 def _whitened_spectrum(family: LinearTaskFamily) -> tuple[np.ndarray, np.ndarray, float, float]:
