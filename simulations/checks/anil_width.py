@@ -10,8 +10,12 @@ import torch
 from simulations.checks.rules import Check, identity_check, interval_check
 from simulations.checks.wishart_moments import random_spd
 from simulations.maml import InnerLoop, adapt
-from simulations.twins.anil_width import anil_net, anil_params, estimate_anil_post_adaptation_loss
-from simulations.twins.anil_width import estimate_meta_trained_anil_loss
+from simulations.twins.anil_width import (
+    anil_net,
+    anil_params,
+    estimate_anil_post_adaptation_loss,
+    estimate_meta_trained_anil_loss,
+)
 from theory import anil_width, shallow_maml
 from theory.task_family import LinearTaskFamily
 
