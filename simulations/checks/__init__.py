@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from simulations.checks import (
+    anil_width,
     bayes_floor,
     deep_linear,
     logistic,
@@ -27,7 +28,7 @@ __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_che
 REGISTRY: dict[str, list[Callable[[float], Check]]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
     for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, logistic, scalar_deep,
-                   bayes_floor, wishart_words)
+                   bayes_floor, wishart_words, anil_width)
 }  # theory stem -> its checks
 CHECKS: list[Callable[[float], Check]] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
