@@ -302,6 +302,20 @@ def test_bayes_floor_in_the_theory_report(capsys):
     assert noisy["bayes_optimal_loss"] < noisy["preconditioned_best_post_loss"] < noisy["shallow_best_post_loss"]
 
 
+@pytest.mark.parametrize("mean_norm", [0.0, 1.0])
+def test_deep_theory_in_the_report_is_consistent(mean_norm, capsys):
+    """ANIL's and depth-2 MAML's best at --width: Bayes floor ≤ depth-2 best ≤ pre-adaptation loss; at μ = 0 and
+    h ≥ r both reach the optimal preconditioner (full MAML approaches ANIL's preconditioner with w2 → 0)."""
+    argv = ["--theory-only", "--dim", "8", "--width", "3", "--noise", "0.1", "--mean-norm", str(mean_norm)]
+    theory = _explore_json(argv, capsys)["theory"]
+    assert theory["bayes_optimal_loss"] <= theory["depth2_best_post_loss"] <= theory["pre_adaptation_loss"]
+    assert "numerical" in theory["notes"]["depth2_best_post_loss"]
+    if mean_norm == 0:
+        assert theory["depth2_best_post_loss"] <= theory["anil_best_post_loss"] + 1e-9
+        assert_close(theory["anil_best_post_loss"], theory["preconditioned_best_post_loss"], 1e-9, "h ≥ r")
+        assert "closed form" in theory["notes"]["anil_best_post_loss"]
+
+
 def test_spectra_reach_the_simulation_too():
     """The same family object feeds the samplers: the sampled inputs have the given spectrum."""
     from simulations.experiments.explore import ExploreConfig

@@ -324,18 +324,19 @@ def first_order_surrogate_loss(family: LinearTaskFamily, layers, alpha: float) -
 
 
 def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, restarts: int = 6,
-                          seed: int = 0) -> tuple[float, np.ndarray, np.ndarray, str]:
+                          seed: int = 0, starts=()) -> tuple[float, np.ndarray, np.ndarray, str]:
     """min over (W1, w2) of the exact depth-2 loss at hidden width h: (value, W1, w2, method), numerical.
 
     L-BFGS on all h(d + 1) weights from ``restarts`` seeded random starts (scales 0.3 to 1.5 of
-    N(0, 1/d), N(0, 1/h)), gradients by torch autograd through the same formula; the best run is kept.
+    N(0, 1/d), N(0, 1/h)) and from the given ``starts`` ((W1, w2) pairs, e.g. ANIL's optimum with
+    w2 = v₀), gradients by torch autograd through the same formula; the best run is kept.
     A local search: the value is an upper bound on the true minimum, reached in practice when restarts agree.
     """
     import torch
     from scipy.optimize import minimize
 
     width = require_int("width", width, 1)
-    alpha, restarts = require_real("alpha", alpha), require_int("restarts", restarts, 1)
+    alpha, restarts = require_real("alpha", alpha), require_int("restarts", restarts, 0 if starts else 1)
     d = family.dim
     fixed = [torch.tensor(np.array(v)) for v in _family_arrays(family)]
 
@@ -348,17 +349,21 @@ def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, re
         return loss.item(), grad.numpy()
 
     rng = np.random.default_rng(seed)
-    best = None
+    initial = [np.concatenate([np.asarray(w1, float).reshape(width * d), np.asarray(w2, float).reshape(width)])
+               for w1, w2 in starts]
     for scale in np.linspace(0.3, 1.5, restarts):
-        start = np.concatenate([rng.standard_normal(width * d) / np.sqrt(d),
-                                rng.standard_normal(width) / np.sqrt(width)])
-        res = minimize(value_and_grad, scale * start, jac=True, method="L-BFGS-B",
+        initial.append(scale * np.concatenate([rng.standard_normal(width * d) / np.sqrt(d),
+                                               rng.standard_normal(width) / np.sqrt(width)]))
+    best = None
+    for start in initial:
+        res = minimize(value_and_grad, start, jac=True, method="L-BFGS-B",
                        options={"maxiter": 5000, "gtol": 1e-10, "ftol": 1e-15})
         if best is None or res.fun < best.fun:
             best = res
     w1, w2 = best.x[: width * d].reshape(width, d), best.x[width * d:].reshape(1, width)
     value = depth2_post_adaptation_loss(family, w1, w2, alpha)
-    return value, w1, w2, f"numerical: L-BFGS from {restarts} seeded random starts (seed {seed})"
+    given = f" and {len(starts)} given start(s)" if starts else ""
+    return value, w1, w2, f"numerical: L-BFGS from {restarts} seeded random starts (seed {seed}){given}"
 
 
 def gaussian_cubature(rank: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,9 @@ from simulations.options import Threads, flags, option
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from theory import shallow_maml
+from theory.anil_width import anil_best_post_loss
 from theory.bayes_floor import bayes_optimal_loss
+from theory.deep_linear import depth2_best_post_loss
 from theory.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
@@ -180,6 +182,7 @@ def explore_theory(config: ExploreConfig) -> dict:
             out[key] = float(compute())
         except NoClosedForm as err:
             out[key], notes[key] = None, str(err)
+    out.update(_deep_theory(config, family, alpha, notes))
     floor = bayes_optimal_loss(family, seed=config.seed)
     out.update(bayes_optimal_loss=floor.value, bayes_optimal_loss_ci95=floor.ci95,
                bayes_optimal_loss_method=floor.method)
@@ -187,8 +190,31 @@ def explore_theory(config: ExploreConfig) -> dict:
     return {**out, "notes": notes}
 
 
+DEPTH2_RANDOM_STARTS = 2  # seeded random L-BFGS starts for the depth-2 optimum, besides ANIL's optimum …
+DEPTH2_MAX_PARAMETERS = 1000  # … when h(d + 1) is at most this; above it, ANIL's optimum is the only start
+
+
+def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, notes: dict) -> dict:
+    """Depth 2 at --width h: ANIL's best (closed form when θ = μ is reachable, else numerical) and full MAML's
+    best over (W1, w2) of the exact loss at --alpha (numerical, started from ANIL's optimum with w2 = v₀)."""
+    if family.infinite_support:
+        reason = "K = ∞: the depth-2 and ANIL optima are not evaluated in the population limit here"
+        notes.update(anil_best_post_loss=reason, depth2_best_post_loss=reason)
+        return {"anil_best_post_loss": None, "depth2_best_post_loss": None}
+    anil = anil_best_post_loss(family, config.width, alpha, seed=config.seed)
+    notes["anil_best_post_loss"] = f"width {config.width}: {anil.method}" + (f"; {anil.note}" if anil.note else "")
+    d, h = family.dim, config.width
+    restarts = DEPTH2_RANDOM_STARTS if h * (d + 1) <= DEPTH2_MAX_PARAMETERS else 0
+    value, _, _, method = depth2_best_post_loss(family, h, alpha, restarts=restarts, seed=config.seed,
+                                                starts=[(anil.w, anil.v0)])
+    notes["depth2_best_post_loss"] = (f"width {h}, α = {alpha:.4g}: {method}, including ANIL's optimum "
+                                      "(an upper bound on the minimum)")
+    return {"anil_best_post_loss": float(anil.value), "depth2_best_post_loss": float(value)}
+
+
 THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "shallow_post_loss",
-               "shallow_optimal_alpha", "shallow_best_post_loss", "bayes_optimal_loss")
+               "shallow_optimal_alpha", "shallow_best_post_loss", "anil_best_post_loss", "depth2_best_post_loss",
+               "bayes_optimal_loss")
 
 
 def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
@@ -276,7 +302,7 @@ def format_report(report: dict) -> str:
     if c["task"] == "classification":
         lines.append("Theory: no closed form for the logistic loss (the regression theory explains the mechanism)")
     else:
-        lines += _theory_lines(t, num)
+        lines += _theory_lines(t, num, c['width'])
     if report["simulation"]:
         lines += _simulation_lines(report["simulation"], c)
     return "\n".join(lines)
@@ -302,13 +328,15 @@ def _spectrum_text(values) -> str:
     return shown + (f", … ({len(values)} values)" if len(values) > 4 else "")
 
 
-def _theory_lines(t: dict, num) -> list[str]:
+def _theory_lines(t: dict, num, width: int) -> list[str]:
     lines = ["Theory (at the MAML-optimal initialisation θ* = μ):",
              f"  pre-adaptation loss                  {num(t['pre_adaptation_loss'])}",
              f"  shallow post-adaptation loss at α    {num(t['shallow_post_loss'])}",
              f"  shallow optimal α*                   {num(t['shallow_optimal_alpha'])}",
              f"  shallow best post-adaptation loss    {num(t['shallow_best_post_loss'])}",
              f"  optimal preconditioner, best loss    {num(t['preconditioned_best_post_loss'])}",
+             f"  {'ANIL at width ' + str(width) + ', best loss':37s}{num(t['anil_best_post_loss'])}",
+             f"  {'depth-2 MAML at width ' + str(width) + ', best loss':37s}{num(t['depth2_best_post_loss'])}",
              f"  Bayes floor (posterior mean)         {_bayes_text(t)}"]
     if t["shallow_post_loss"] is not None and t["shallow_post_loss"] > t["pre_adaptation_loss"]:
         lines.append("  note: at this α the shallow inner loop raises the expected loss above its pre-adaptation value")
