@@ -191,7 +191,7 @@ def explore_theory(config: ExploreConfig) -> dict:
 
 
 DEPTH2_RANDOM_STARTS = 2  # seeded random L-BFGS starts for the depth-2 optimum, besides ANIL's optimum …
-DEPTH2_MAX_PARAMETERS = 1000  # … when h(d + 1) is at most this; above it, ANIL's optimum is the only start
+DEPTH2_MAX_PARAMETERS = 200  # … when h(d + 1) is at most this; above it, ANIL's optimum is the only start
 
 
 def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, notes: dict) -> dict:
