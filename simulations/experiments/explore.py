@@ -191,7 +191,8 @@ def explore_theory(config: ExploreConfig) -> dict:
 
 
 DEPTH2_RANDOM_STARTS = 2  # seeded random L-BFGS starts for the depth-2 optimum, besides ANIL's optimum …
-DEPTH2_MAX_PARAMETERS = 200  # … when h(d + 1) is at most this; above it, ANIL's optimum is the only start
+DEPTH2_MAX_PARAMETERS = 200  # … when h(d + 1) is at most this; above it ANIL's optimum is the only start (μ = 0,
+# where w2 = 0 at ANIL's optimum is the known minimiser's form) or the search is skipped (μ ≠ 0), said in notes
 
 
 def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, notes: dict) -> dict:
@@ -204,9 +205,14 @@ def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, 
     anil = anil_best_post_loss(family, config.width, alpha, seed=config.seed)
     notes["anil_best_post_loss"] = f"width {config.width}: {anil.method}" + (f"; {anil.note}" if anil.note else "")
     d, h = family.dim, config.width
-    restarts = DEPTH2_RANDOM_STARTS if h * (d + 1) <= DEPTH2_MAX_PARAMETERS else 0
-    value, _, _, method = depth2_best_post_loss(family, h, alpha, restarts=restarts, seed=config.seed,
-                                                starts=[(anil.w, anil.v0)])
+    small = h * (d + 1) <= DEPTH2_MAX_PARAMETERS
+    if not small and np.any(family.task_mean != 0):
+        notes["depth2_best_post_loss"] = (f"not computed: a numerical search over h(d + 1) = {h * (d + 1)} weights "
+                                          f"with μ ≠ 0 takes minutes (at most {DEPTH2_MAX_PARAMETERS} here: "
+                                          "use a smaller --width or --dim)")
+        return {"anil_best_post_loss": float(anil.value), "depth2_best_post_loss": None}
+    value, _, _, method = depth2_best_post_loss(family, h, alpha, restarts=DEPTH2_RANDOM_STARTS if small else 0,
+                                                seed=config.seed, starts=[(anil.w, anil.v0)])
     notes["depth2_best_post_loss"] = (f"width {h}, α = {alpha:.4g}: {method}, including ANIL's optimum "
                                       "(an upper bound on the minimum)")
     return {"anil_best_post_loss": float(anil.value), "depth2_best_post_loss": float(value)}
