@@ -11,6 +11,7 @@ the finished units stay in the checkpoints, so a rerun resumes.
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,8 @@ def connect(workers: int, scheduler: str | None) -> Client:
             return Client(scheduler, timeout="20s")
         except (OSError, ValueError, TypeError) as err:
             raise UsageError(f"argument --scheduler: cannot reach {scheduler!r}: {err}") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)  # not the workers' routine warnings on closing
     return Client(cluster, set_as_default=False)
 
 
