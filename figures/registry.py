@@ -94,16 +94,19 @@ class FigureJob:
         return [json_path, self.stem.with_suffix(".csv"), *save_figure(self.module.plot(results), self.stem)]
 
 
-def figure_job(number: int, out: str | Path = "figures/generated", full: bool = False, seed: int = 0,
-               data_root: str | None = None, bar=None) -> FigureJob:
-    """Figure ``number``'s job: the profile's config (with ``data_root`` where the figure reads data sets) and
-    its checkpoint at ``<out>/.figN_name.partial.json``, ticking ``bar``."""
-    name, module = FIGURES[number]
-    config = module.Config.full() if full else module.Config.quick()
+def figure_config(number: int, full: bool = False, data_root: str | None = None):
+    """Figure ``number``'s Config for the profile, with ``data_root`` where the figure reads data sets."""
+    config = FIGURES[number][1].Config.full() if full else FIGURES[number][1].Config.quick()
     if data_root is not None and hasattr(config, "data_root"):  # figures on real data sets
         config = dataclasses.replace(config, data_root=data_root)
+    return config
+
+
+def figure_job(number: int, config, out: str | Path = "figures/generated", full: bool = False, seed: int = 0,
+               bar=None) -> FigureJob:
+    """Figure ``number``'s job for ``config``, its checkpoint at ``<out>/.figN_name.partial.json`` ticking ``bar``."""
     signature = {"figure": number, "seed": seed, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
-    checkpoint = UnitCheckpoint(Path(out) / f".fig{number}_{name}.partial.json", signature, bar)
+    checkpoint = UnitCheckpoint(Path(out) / f".fig{number}_{FIGURES[number][0]}.partial.json", signature, bar)
     return FigureJob(number, Path(out), full, seed, config, checkpoint)
 
 
@@ -115,9 +118,9 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
     stem = Path(out) / f"fig{number}_{name}"
     json_path = stem.with_suffix(".json")
     if not replot:
-        job = figure_job(number, out, full, seed, data_root)
-        with tqdm(total=module.n_units(job.config), desc=f"figure {number}", leave=False, disable=None) as bar:
-            job.checkpoint.bar = bar
+        config = figure_config(number, full, data_root)
+        with tqdm(total=module.n_units(config), desc=f"figure {number}", leave=False, disable=None) as bar:
+            job = figure_job(number, config, out, full, seed, bar)
             results = module.compute(job.config, seed=seed, progress=job.checkpoint)
         return job.write(results)
     if not json_path.exists():
@@ -173,7 +176,8 @@ def run(config: FiguresConfig, progress: bool = False) -> dict[int, list[Path]]:
         from figures.cluster import run_jobs  # dask is imported only when the units are distributed
 
         with tqdm(total=0, desc="figures", unit="unit", disable=None) as bar:
-            jobs = [figure_job(n, config.out, config.full, config.seed, config.data_root, bar) for n in numbers]
+            jobs = [figure_job(n, figure_config(n, config.full, config.data_root), config.out, config.full,
+                               config.seed, bar) for n in numbers]
             pending = sum(len(set(job.units()) - set(job.checkpoint.done)) for job in jobs)
             if config.scheduler is not None or min(pending, config.local_workers) > 1:
                 bar.total = sum(len(job.units()) for job in jobs)
