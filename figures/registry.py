@@ -146,8 +146,7 @@ class FiguresConfig(Threads):
                                        "once, on a Dask LocalCluster; 1 runs them one after another in this "
                                        "process (default: the number of cores)")
     scheduler: str | None = option(None, "address of a running Dask scheduler (e.g. tcp://host:8786): its "
-                                         "workers compute the units, this process gathers them into --out",
-                                   metavar="ADDRESS")
+                                         "workers compute the units, this process gathers them into --out")
 
     def __post_init__(self):
         super().__post_init__()
