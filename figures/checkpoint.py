@@ -3,7 +3,8 @@
 ``UnitCheckpoint`` keeps finished units in ``<out>/.figN_name.partial.json`` (written atomically
 after every unit) under a signature of the figure, profile, seed and config; a rerun with the
 same signature skips them, so an interrupted ``--full`` run resumes where it stopped. The file
-is removed once the figure is complete. ``run_unit`` is what compute functions call.
+is removed once the figure is complete. ``run_unit`` runs one unit through it; ``run_units`` runs a
+figure's ``units(config, seed)`` in order, which is each module's serial ``compute``.
 """
 from __future__ import annotations
 
@@ -31,11 +32,15 @@ class UnitCheckpoint:
     def run(self, key: str, compute: Callable[[], object]):
         """The unit's result: from the checkpoint if finished before, else computed and saved now."""
         if key not in self.done:
-            self.done[key] = compute()
-            atomic_write_json(self.path, {"signature": self.signature, "units": self.done})
+            self.save(key, compute())
         if self.bar is not None:
             self.bar.update(1)
         return self.done[key]
+
+    def save(self, key: str, value) -> None:
+        """Record a finished unit and rewrite the checkpoint file (atomically)."""
+        self.done[key] = value
+        atomic_write_json(self.path, {"signature": self.signature, "units": self.done})
 
     def update(self, n: int = 1) -> None:
         """Tick the progress bar for work that is not checkpointed (cheap units)."""
@@ -54,3 +59,8 @@ def run_unit(progress, key: str, compute: Callable[[], object]):
     if progress is not None:
         progress.update(1)
     return value
+
+
+def run_units(progress, units: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Every unit of a figure, in order, through ``run_unit``: key -> its result (a module's serial compute)."""
+    return {key: run_unit(progress, key, compute) for key, compute in units.items()}

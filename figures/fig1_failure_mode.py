@@ -6,6 +6,7 @@ regression vs logistic regression + LinNet vs + KFO. Mean and 95% interval over 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from figures.checkpoint import run_unit
+from figures.checkpoint import run_units
 from figures.common import COLORS, Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop, task_losses
 from simulations.model_zoo import ZooSpec, build_model
@@ -51,8 +52,22 @@ class Config(Profiles):
     FULL: ClassVar[dict] = {"iterations": 3000, "eval_every": 100, "eval_tasks": 10_000, "seeds": 10}
 
 
-def _curve(name: str, sampler, inner, config: Config, seed: int, with_accuracy: bool) -> dict[str, list]:
+def _family(config: Config, seed: int) -> LinearTaskFamily:
+    return LinearTaskFamily.subspace(config.dim, config.support, config.query, rank=config.rank, seed=seed)
+
+
+def _panel(family: LinearTaskFamily, panel: str, config: Config) -> tuple:
+    """(sampler, inner loop) of a panel: regression at α = α*, classification at classification_alpha."""
+    if panel == "regression":
+        return partial(sample_regression_tasks, family), InnerLoop(optimal_step_size(family))
+    return (partial(sample_classification_tasks, family),
+            InnerLoop(config.classification_alpha, loss="logistic"))
+
+
+def _curve(name: str, panel: str, family: LinearTaskFamily, config: Config, seed: int) -> dict[str, list]:
     """Meta-train one zoo model; post-adaptation loss (and accuracy) on fixed tasks every eval_every."""
+    sampler, inner = _panel(family, panel, config)
+    with_accuracy = panel == "classification"
     spec = ZooSpec(config.dim, config.depth, config.width, config.linnet_layers, config.kfo_form)
     model, transform = build_model(name, spec, seed=seed)
     eval_batch = sampler(config.eval_tasks, make_generator(10_000))
@@ -75,26 +90,34 @@ def _curve(name: str, sampler, inner, config: Config, seed: int, with_accuracy: 
     return curve
 
 
+def _runs(config: Config, seed: int):
+    """(unit key, panel, model name, zoo name, run seed) of every meta-training run, in the figure's order."""
+    for panel, models in MODELS.items():
+        for name, zoo_name in models.items():
+            for s in range(config.seeds):
+                yield f"{panel}/{name}/{s}", panel, name, zoo_name, seed + 100 * s  # init and meta-training draws
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
+    """One meta-training run per model, panel and seed: key -> a picklable zero-argument callable."""
+    family = _family(config, seed)
+    return {key: partial(_curve, zoo_name, panel, family, config, run_seed)
+            for key, panel, _, zoo_name, run_seed in _runs(config, seed)}
+
+
+def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+    """Learning curves for every model and seed (from the finished units), and the theory lines of panel (a)."""
+    family = _family(config, seed)
+    runs = [{"panel": panel, "model": name, "seed": run_seed, **done[key]}
+            for key, panel, name, _, run_seed in _runs(config, seed)]
+    theory = {"dim": config.dim, "support": config.support, "rank": config.rank,
+              "alpha": optimal_step_size(family), **reference_losses(family)}
+    return {"runs": runs, "theory": theory}
+
+
 def compute(config: Config, seed: int = 0, progress=None) -> dict:
     """Learning curves for every model and seed, and the theory lines of panel (a)."""
-    family = LinearTaskFamily.subspace(config.dim, config.support, config.query, rank=config.rank, seed=seed)
-    alpha = optimal_step_size(family)
-    panels = {
-        "regression": (lambda n, g: sample_regression_tasks(family, n, g), InnerLoop(alpha)),
-        "classification": (lambda n, g: sample_classification_tasks(family, n, g),
-                           InnerLoop(config.classification_alpha, loss="logistic")),
-    }
-    runs = []
-    for panel, (sampler, inner) in panels.items():
-        for name, zoo_name in MODELS[panel].items():
-            for s in range(config.seeds):
-                run_seed = seed + 100 * s  # the model's initialisation and its meta-training draws
-                curve = run_unit(progress, f"{panel}/{name}/{s}", partial(
-                    _curve, zoo_name, sampler, inner, config, run_seed, panel == "classification"))
-                runs.append({"panel": panel, "model": name, "seed": run_seed, **curve})
-    theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alpha,
-              **reference_losses(family)}
-    return {"runs": runs, "theory": theory}
+    return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def n_units(config: Config) -> int:

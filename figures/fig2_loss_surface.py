@@ -9,7 +9,9 @@ autograd through the inner step), so the path follows the surface's gradient fie
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 
+from figures.checkpoint import run_units
 from figures.common import COLORS, REFERENCE_STYLE, Profiles, draw_reference_losses
 from simulations.maml import InnerLoop, adapt, initial_params, meta_loss
 from simulations.models import deep_linear, shallow_linear
@@ -93,29 +96,41 @@ def _adaptation_arrows(model, params, family, inner, config: Config, seed: int) 
     return arrows
 
 
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    """Closed-form surfaces, both SGD trajectories and the adaptation arrows."""
-    family, inner = _family(config), InnerLoop(config.alpha)
+def _shallow_path(config: Config, seed: int) -> list[list[float]]:
+    """Unit: the shallow model's SGD path, [iteration, w] every record_every steps."""
+    path, _ = _sgd_path(shallow_linear(1), (config.shallow_init,), _family(config), InnerLoop(config.alpha),
+                        config, seed)
+    return path
+
+
+def _deep_path(config: Config, seed: int) -> dict[str, list]:
+    """Unit: the depth-2 model's SGD path, [iteration, w₁, w₂], and the adaptation arrows at its end."""
+    family, inner, model = _family(config), InnerLoop(config.alpha), deep_linear(1, 2, 1)
+    path, params = _sgd_path(model, config.deep_init, family, inner, config, seed + 1)
+    return {"path": path, "arrows": _adaptation_arrows(model, params, family, inner, config, seed)}
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], object]]:
+    """The two meta-trained models: key -> a picklable zero-argument callable."""
+    return {"shallow": partial(_shallow_path, config, seed), "deep": partial(_deep_path, config, seed)}
+
+
+def assemble(config: Config, seed: int, done: dict[str, object]) -> dict:
+    """Closed-form surfaces around both SGD trajectories (from the finished units) and the adaptation arrows."""
+    family = _family(config)
     k, mu, var, alpha = config.support, config.mu, config.task_var, config.alpha
     w = np.linspace(-config.span, config.span, config.grid)
     shallow = {"w": w.tolist(), "post": [post_adaptation_loss(family, np.array([v]), alpha) for v in w],
                "pre": [pre_adaptation_loss(family, np.array([v])) for v in w]}
-    path, _ = _sgd_path(shallow_linear(1), (config.shallow_init,), family, inner, config, seed)
     shallow["path"] = [{"iteration": i, "w": v, "loss": post_adaptation_loss(family, np.array([v]), alpha)}
-                       for i, v in path]
-    if progress is not None:
-        progress.update(1)
+                       for i, v in done["shallow"]]
     g1, g2 = np.meshgrid(w, w, indexing="xy")  # (grid, grid): rows w₂, columns w₁
-    model = deep_linear(1, 2, 1)
-    deep_path, params = _sgd_path(model, config.deep_init, family, inner, config, seed + 1)
     objective = lambda a, b: depth2_scalar_meta_objective(a, b, alpha, k, mu, var)  # noqa: E731
     deep = {"surface": objective(g1, g2).tolist(),
-            "path": [{"iteration": i, "w1": a, "w2": b, "loss": objective(a, b)} for i, a, b in deep_path],
+            "path": [{"iteration": i, "w1": a, "w2": b, "loss": objective(a, b)} for i, a, b in done["deep"]["path"]],
             "minima": [{"w1": a, "w2": b, "loss": v}
                        for a, b, v in depth2_scalar_minima(alpha, k, mu, var)],
-            "arrows": _adaptation_arrows(model, params, family, inner, config, seed)}
-    if progress is not None:
-        progress.update(1)
+            "arrows": done["deep"]["arrows"]}
     levels = reference_losses(family)  # at w = μ
     theory = {"support": k, "mu": mu, "task_var": var, "alpha": alpha,
               "shallow_alpha_star": optimal_step_size(family),
@@ -124,6 +139,11 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
               "pre_adaptation_loss_at_mu": levels["pre_adaptation_loss"],
               "deep_min_loss": deep["minima"][0]["loss"]}
     return {"shallow": shallow, "deep": deep, "theory": theory}
+
+
+def compute(config: Config, seed: int = 0, progress=None) -> dict:
+    """Closed-form surfaces, both SGD trajectories and the adaptation arrows."""
+    return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def n_units(config: Config) -> int:

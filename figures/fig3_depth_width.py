@@ -12,6 +12,7 @@ meta-training diverges is a missing point with a note, never data.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
@@ -19,7 +20,7 @@ from typing import ClassVar
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.checkpoint import run_unit
+from figures.checkpoint import run_units
 from figures.common import COLORS, REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
@@ -102,17 +103,26 @@ def _theory(config: Config, dim: int, seed: int) -> dict:
             **reference_losses(family)}
 
 
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    """Every unique (d, depth, width) run for every seed, the panel points they feed, and the theory."""
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
+    """Every unique (d, depth, width) run for every seed: key -> a picklable zero-argument callable."""
+    return {f"{dim}/{depth}/{width}/{s}": partial(_run, config, dim, depth, width, seed, s)
+            for dim, depth, width in _settings(config) for s in range(config.seeds)}
+
+
+def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+    """The runs (from the finished units), the panel points they feed, and the theory."""
     runs, points = [], []
     for (dim, depth, width), uses in _settings(config).items():
-        for s in range(config.seeds):
-            runs.append(run_unit(progress, f"{dim}/{depth}/{width}/{s}",
-                                 partial(_run, config, dim, depth, width, seed, s)))
+        runs += [done[f"{dim}/{depth}/{width}/{s}"] for s in range(config.seeds)]
         points += [{"panel": panel, "x": x, "dim": dim, "depth": depth, "width": width} for panel, x in uses]
     theory = [_theory(config, d, seed) for d in sorted({config.dim, *config.dims})]
     return {"runs": runs, "points": points, "theory": theory, "main_dim": config.dim, "width": config.width,
             "deep_depth": config.deep_depth, "support": config.support, "rank": config.rank}
+
+
+def compute(config: Config, seed: int = 0, progress=None) -> dict:
+    """Every unique (d, depth, width) run for every seed, the panel points they feed, and the theory."""
+    return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def n_units(config: Config) -> int:

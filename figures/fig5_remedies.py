@@ -3,6 +3,7 @@ on regression and classification; post-adaptation loss (and accuracy), mean and 
 over seeds, with the regression theory lines (best shallow step, optimal preconditioner)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
@@ -10,7 +11,7 @@ from typing import ClassVar
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.checkpoint import run_unit
+from figures.checkpoint import run_units
 from figures.common import Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
@@ -72,20 +73,42 @@ def _run(config: Config, task: str, name: str, seed: int, family: LinearTaskFami
     return {metric: e.mean for metric, e in est.items()}
 
 
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    family = LinearTaskFamily.subspace(config.dim, config.support, config.query, rank=config.rank, seed=seed)
-    alphas = {"regression": optimal_step_size(family), "classification": config.classification_alpha}
-    runs = []
-    for task, alpha in alphas.items():
+def _family(config: Config, seed: int) -> LinearTaskFamily:
+    return LinearTaskFamily.subspace(config.dim, config.support, config.query, rank=config.rank, seed=seed)
+
+
+def _alphas(config: Config, family: LinearTaskFamily) -> dict[str, float]:
+    return {"regression": optimal_step_size(family), "classification": config.classification_alpha}
+
+
+def _runs(config: Config, seed: int):
+    """(unit key, task, base, remedy label, zoo remedy, run seed) of every run, in the figure's order."""
+    for task in ("regression", "classification"):
         for base in BASES:
             for label, remedy in REMEDIES.items():
                 for s in range(config.seeds):
-                    result = run_unit(progress, f"{task}/{base}/{remedy}/{s}", partial(
-                        _run, config, task, zoo_name(base, remedy), seed + 100 * s, family, alpha))
-                    runs.append({"task": task, "base": base, "remedy": label, "seed": seed + 100 * s, **result})
-    theory = {"dim": config.dim, "support": config.support, "rank": config.rank, "alpha": alphas["regression"],
-              **reference_losses(family)}
+                    yield f"{task}/{base}/{remedy}/{s}", task, base, label, remedy, seed + 100 * s
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
+    """One meta-training run per task, base, remedy and seed: key -> a picklable zero-argument callable."""
+    family = _family(config, seed)
+    alphas = _alphas(config, family)
+    return {key: partial(_run, config, task, zoo_name(base, remedy), run_seed, family, alphas[task])
+            for key, task, base, _, remedy, run_seed in _runs(config, seed)}
+
+
+def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+    family = _family(config, seed)
+    runs = [{"task": task, "base": base, "remedy": label, "seed": run_seed, **done[key]}
+            for key, task, base, label, _, run_seed in _runs(config, seed)]
+    theory = {"dim": config.dim, "support": config.support, "rank": config.rank,
+              "alpha": _alphas(config, family)["regression"], **reference_losses(family)}
     return {"runs": runs, "theory": theory}
+
+
+def compute(config: Config, seed: int = 0, progress=None) -> dict:
+    return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def n_units(config: Config) -> int:

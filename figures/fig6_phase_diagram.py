@@ -2,7 +2,9 @@
 optimal preconditioner over (d/K, r/d), from the closed forms (Σx = I, σ_w² = 1)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
@@ -10,6 +12,7 @@ import numpy as np
 import sympy as sp
 from matplotlib.colors import LogNorm
 
+from figures.checkpoint import run_units
 from figures.common import Profiles
 from theory.preconditioned_maml import GAIN_SYMBOLS, isotropic_gain_symbolic
 
@@ -24,8 +27,8 @@ class Config(Profiles):
     FULL: ClassVar[dict] = {"n_ratio": 200, "n_rank": 200}
 
 
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    """Closed-form ratios on the grid: shallow best / pre, and shallow best / preconditioned best."""
+def _grid(config: Config) -> dict:
+    """Unit: closed-form ratios on the grid: shallow best / pre, and shallow best / preconditioned best."""
     exprs = isotropic_gain_symbolic()
     args = GAIN_SYMBOLS  # (d, K, r, σ_w², s²)
     shallow_ratio = sp.lambdify(args, exprs["shallow"] / exprs["pre"], "numpy")
@@ -35,12 +38,24 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
     dd, rr = np.meshgrid(d_over_k * config.support, r_over_d, indexing="xy")  # (n_rank, n_ratio)
     rank = np.maximum(rr * dd, 1e-9)  # continuous r: the formulas are rational in r
     values = (dd, config.support, rank, 1.0, config.noise_var)
-    if progress is not None:
-        progress.update(1)
     return {"d_over_k": d_over_k.tolist(), "r_over_d": r_over_d.tolist(),
             "shallow_ratio": np.broadcast_to(shallow_ratio(*values), dd.shape).tolist(),
             "gain": np.broadcast_to(gain(*values), dd.shape).tolist(), "support": config.support,
             "noise_var": config.noise_var}
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
+    """One unit, the whole closed-form grid (``seed`` is unused)."""
+    return {"grid": partial(_grid, config)}
+
+
+def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+    return done["grid"]
+
+
+def compute(config: Config, seed: int = 0, progress=None) -> dict:
+    """Closed-form ratios on the grid: shallow best / pre, and shallow best / preconditioned best."""
+    return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def n_units(config: Config) -> int:

@@ -10,6 +10,7 @@ literature's, but the comparison is like for like); ``--full`` uses literature-s
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import ClassVar
@@ -17,7 +18,7 @@ from typing import ClassVar
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.checkpoint import run_unit
+from figures.checkpoint import run_units
 from figures.common import Profiles
 from simulations.experiments.vision import VisionConfig, run_vision
 from simulations.vision.datasets import load_pool
@@ -70,19 +71,31 @@ def _run(config: Config, dataset: str, method: str, remedy: str, depth: int, see
     return {key: report[key] for key in ("test_accuracy", "ci95", "test_tasks", "train_seconds", "classes")}
 
 
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    status = available(config)
-    runs = []
+def _runs(config: Config, status: dict[str, str | None]):
+    """(unit key, dataset, method, depth name, remedy) of every run on a present dataset, in the figure's order."""
     for dataset in (d for d, reason in status.items() if reason is None):
         for method in METHODS:
-            for depth_name, depth in DEPTHS.items():
+            for depth_name in DEPTHS:
                 for remedy in REMEDIES:
-                    key = f"{dataset}/{method}/{depth_name}/{remedy}"
-                    result = run_unit(progress, key, partial(_run, config, dataset, method, remedy, depth, seed))
-                    runs.append({"dataset": dataset, "method": method, "depth": depth_name, "remedy": remedy,
-                                 **result})
+                    yield f"{dataset}/{method}/{depth_name}/{remedy}", dataset, method, depth_name, remedy
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
+    """One run per present dataset × method × depth × remedy: key -> a picklable zero-argument callable."""
+    return {key: partial(_run, config, dataset, method, remedy, DEPTHS[depth], seed)
+            for key, dataset, method, depth, remedy in _runs(config, available(config))}
+
+
+def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+    status = available(config)
+    runs = [{"dataset": dataset, "method": method, "depth": depth, "remedy": remedy, **done[key]}
+            for key, dataset, method, depth, remedy in _runs(config, status)]
     return {"runs": runs, "unavailable": {d: r for d, r in status.items() if r is not None},
             "ways": config.ways, "shots": config.shots, "iterations": config.iterations}
+
+
+def compute(config: Config, seed: int = 0, progress=None) -> dict:
+    return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def n_units(config: Config) -> int:

@@ -11,6 +11,7 @@ plain steps the shallow model needs to match one optimally preconditioned step, 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
@@ -19,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from figures.checkpoint import run_unit
+from figures.checkpoint import run_units
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.models import shallow_linear
@@ -95,16 +96,31 @@ def _run(config: Config, dim: int, steps: int, seed: int) -> dict:
     return {"post_loss": est.mean, "note": ""}
 
 
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    theory = [run_unit(progress, f"theory/{d}", partial(_theory, config, d)) for d in config.dims]
-    curves = {ratio: run_unit(progress, f"ratio/{ratio}", partial(_ratio_point, config, ratio))
-              for ratio in config.ratios}
-    runs = [{"dim": d, "steps": k, "seed": seed + 100 * s,
-             **run_unit(progress, f"run/{d}/{k}/{s}", partial(_run, config, d, k, seed + 100 * s))}
-            for d in config.dims for k in config.sim_steps for s in range(config.seeds)]
-    return {"theory": theory, "ratio_steps": [{"d_over_k": r, **v} for r, v in curves.items()], "runs": runs,
+def _run_keys(config: Config, seed: int):
+    """(unit key, d, k, run seed) of every meta-training run, in the figure's order."""
+    for d in config.dims:
+        for k in config.sim_steps:
+            for s in range(config.seeds):
+                yield f"run/{d}/{k}/{s}", d, k, seed + 100 * s
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
+    """The closed forms per d, the panel (b) points and the meta-training runs: key -> a picklable callable."""
+    return ({f"theory/{d}": partial(_theory, config, d) for d in config.dims}
+            | {f"ratio/{ratio}": partial(_ratio_point, config, ratio) for ratio in config.ratios}
+            | {key: partial(_run, config, d, k, run_seed) for key, d, k, run_seed in _run_keys(config, seed)})
+
+
+def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+    runs = [{"dim": d, "steps": k, "seed": run_seed, **done[key]} for key, d, k, run_seed in _run_keys(config, seed)]
+    return {"theory": [done[f"theory/{d}"] for d in config.dims],
+            "ratio_steps": [{"d_over_k": r, **done[f"ratio/{r}"]} for r in config.ratios], "runs": runs,
             "support": config.support, "rank": config.rank, "task_var": config.task_var,
             "noise_var": config.noise_var, "k_max": config.k_max}
+
+
+def compute(config: Config, seed: int = 0, progress=None) -> dict:
+    return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def _ratio_point(config: Config, ratio: float) -> dict:

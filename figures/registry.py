@@ -1,14 +1,17 @@
 """The figure registry: number -> module with Config (quick/full), compute, rows, plot, caption.
 
-``run_figure`` writes, under the output folder, figN_name.{json,csv,pdf,png}: the JSON holds
-the config, seed, library versions, git commit and the full results (so --replot needs no
-recomputation); the CSV the plotted numbers with their intervals. ``FiguresConfig`` declares the
-options of ``paper_repro.py figures`` (the default command); ``run`` and ``format_report`` are the command.
+``run_figure`` computes one figure in this process and writes, under the output folder,
+figN_name.{json,csv,pdf,png}: the JSON holds the config, seed, library versions, git commit and the
+full results (so --replot needs no recomputation); the CSV the plotted numbers with their intervals.
+A ``FigureJob`` is one figure's config, checkpoint and writer; figures.cluster runs the units of
+several jobs on Dask workers and writes each through its job. ``FiguresConfig`` declares the options
+of ``paper_repro.py figures`` (the default command); ``run`` and ``format_report`` are the command.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -56,30 +59,73 @@ def provenance() -> dict:
             "git_commit": commit}
 
 
+@dataclass(frozen=True)
+class FigureJob:
+    """One figure to compute: its config for the profile, the seed, its unit checkpoint and where it goes."""
+
+    number: int
+    out: Path
+    full: bool
+    seed: int
+    config: object  # the module's Config
+    checkpoint: UnitCheckpoint
+
+    @property
+    def module(self):
+        return FIGURES[self.number][1]
+
+    @property
+    def stem(self) -> Path:
+        return self.out / f"fig{self.number}_{FIGURES[self.number][0]}"
+
+    def units(self) -> dict:
+        """The figure's units: key -> zero-argument callable (figures.figN.units)."""
+        return self.module.units(self.config, self.seed)
+
+    def write(self, results: dict) -> list[Path]:
+        """Write the JSON record, the CSV and the figure (PDF, PNG); drop the checkpoint; returns the paths."""
+        json_path = self.stem.with_suffix(".json")
+        record = {"figure": self.number, "name": FIGURES[self.number][0], "profile": "full" if self.full else "quick",
+                  "seed": self.seed, "config": dataclasses.asdict(self.config), "provenance": provenance(),
+                  "results": results, "caption": self.module.caption(results)}
+        atomic_write_json(json_path, record)
+        write_csv(self.stem.with_suffix(".csv"), self.module.rows(results))
+        self.checkpoint.finish()
+        return [json_path, self.stem.with_suffix(".csv"), *save_figure(self.module.plot(results), self.stem)]
+
+
+def figure_config(number: int, full: bool = False, data_root: str | None = None):
+    """Figure ``number``'s Config for the profile, with ``data_root`` where the figure reads data sets."""
+    config = FIGURES[number][1].Config.full() if full else FIGURES[number][1].Config.quick()
+    if data_root is not None and hasattr(config, "data_root"):  # figures on real data sets
+        config = dataclasses.replace(config, data_root=data_root)
+    return config
+
+
+def figure_job(number: int, config, out: str | Path = "figures/generated", full: bool = False, seed: int = 0,
+               bar=None) -> FigureJob:
+    """Figure ``number``'s job for ``config``, its checkpoint at ``<out>/.figN_name.partial.json`` ticking ``bar``."""
+    signature = {"figure": number, "seed": seed, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+    checkpoint = UnitCheckpoint(Path(out) / f".fig{number}_{FIGURES[number][0]}.partial.json", signature, bar)
+    return FigureJob(number, Path(out), full, seed, config, checkpoint)
+
+
 def run_figure(number: int, out: str = "figures/generated", full: bool = False, seed: int = 0,
                replot: bool = False, data_root: str | None = None) -> list[Path]:
-    """Compute (or reload) figure ``number`` and write its JSON, CSV, PDF and PNG; returns the paths."""
+    """Compute (or reload) figure ``number`` in this process and write its JSON, CSV, PDF and PNG; returns the
+    paths."""
     name, module = FIGURES[number]
     stem = Path(out) / f"fig{number}_{name}"
     json_path = stem.with_suffix(".json")
-    if replot:
-        if not json_path.exists():
-            raise FileNotFoundError(f"no cached results at {json_path}; run without --replot first")
-        record = json.loads(json_path.read_text())
-    else:
-        config = module.Config.full() if full else module.Config.quick()
-        if data_root is not None and hasattr(config, "data_root"):  # figures on real data sets
-            config = dataclasses.replace(config, data_root=data_root)
-        signature = {"figure": number, "seed": seed, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+    if not replot:
+        config = figure_config(number, full, data_root)
         with tqdm(total=module.n_units(config), desc=f"figure {number}", leave=False, disable=None) as bar:
-            checkpoint = UnitCheckpoint(Path(out) / f".fig{number}_{name}.partial.json", signature, bar)
-            results = module.compute(config, seed=seed, progress=checkpoint)
-        record = {"figure": number, "name": name, "profile": "full" if full else "quick", "seed": seed,
-                  "config": dataclasses.asdict(config), "provenance": provenance(), "results": results,
-                  "caption": module.caption(results)}
-        atomic_write_json(json_path, record)
-        write_csv(stem.with_suffix(".csv"), module.rows(results))
-        checkpoint.finish()
+            job = figure_job(number, config, out, full, seed, bar)
+            results = module.compute(job.config, seed=seed, progress=job.checkpoint)
+        return job.write(results)
+    if not json_path.exists():
+        raise FileNotFoundError(f"no cached results at {json_path}; run without --replot first")
+    record = json.loads(json_path.read_text())
     paths = save_figure(module.plot(record["results"]), stem)
     return [json_path, stem.with_suffix(".csv"), *paths]
 
@@ -96,19 +142,48 @@ class FiguresConfig(Threads):
     replot: bool = option(False, "re-plot from the cached JSON results instead of computing them")
     data_root: str | None = option(None, "folder with Omniglot, CIFAR-FS and mini-ImageNet for figure 7 "
                                          "(digits, always drawn, needs none)")
+    workers: int | None = option(None, "processes computing the figures' units (one meta-training run each) at "
+                                       "once, on a Dask LocalCluster; 1 runs them one after another in this "
+                                       "process (default: the number of cores)")
+    scheduler: str | None = option(None, "address of a running Dask scheduler (e.g. tcp://host:8786): its "
+                                         "workers compute the units, this process gathers them into --out")
 
     def __post_init__(self):
         super().__post_init__()
         require_int("seed", self.seed, 0, 2**31 - 1)
+        if self.workers is not None:
+            require_int("workers", self.workers, 1, 2**31 - 1)
+        if self.scheduler is not None and self.workers is not None and self.workers > 1:
+            raise UsageError(f"argument {flags(FiguresConfig)['scheduler']}: not allowed with "
+                             f"{flags(FiguresConfig)['workers']} {self.workers} (the cluster's workers are its own)")
         if self.only is not None and (not self.only or any(n not in FIGURES for n in self.only)):
             raise ParameterError("only", ",".join(map(str, self.only)),
                                  f"comma-separated figure numbers (valid: {','.join(map(str, sorted(FIGURES)))})")
 
+    @property
+    def local_workers(self) -> int:
+        """Worker processes to start here: --workers, else the number of cores."""
+        return self.workers or os.cpu_count() or 1
+
 
 def run(config: FiguresConfig, progress: bool = False) -> dict[int, list[Path]]:
-    """Make the selected figures (all by default) in order; figure number -> the files written."""
+    """Make the selected figures (all by default); figure number -> the files written. Their units run on
+    ``config.workers`` local processes or the cluster at ``config.scheduler`` (figures.cluster), or one after
+    another in this process (one worker, --replot, or at most one unit left to compute)."""
+    numbers = config.only or sorted(FIGURES)
+    if not config.replot and (config.scheduler is not None or config.local_workers > 1):
+        from figures.cluster import run_jobs  # dask is imported only when the units are distributed
+
+        with tqdm(total=0, desc="figures", unit="unit", disable=None) as bar:
+            jobs = [figure_job(n, figure_config(n, config.full, config.data_root), config.out, config.full,
+                               config.seed, bar) for n in numbers]
+            pending = sum(len(set(job.units()) - set(job.checkpoint.done)) for job in jobs)
+            if config.scheduler is not None or min(pending, config.local_workers) > 1:
+                bar.total = sum(len(job.units()) for job in jobs)
+                return run_jobs(jobs, workers=min(pending, config.local_workers), scheduler=config.scheduler,
+                                threads=config.threads)
     written = {}
-    for number in config.only or sorted(FIGURES):
+    for number in numbers:
         try:
             written[number] = run_figure(number, out=config.out, full=config.full, seed=config.seed,
                                          replot=config.replot, data_root=config.data_root)

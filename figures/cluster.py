@@ -1,0 +1,89 @@
+"""The figures' units on Dask workers: every unit of every selected figure at once, gathered here.
+
+``run_jobs`` submits each figure's units (figures.figN.units; those its checkpoint already holds are
+not resubmitted) to a ``dask.distributed.LocalCluster`` of ``workers`` one-thread processes, or to
+the running scheduler at ``scheduler``. Results come back to this process as they finish
+(``as_completed``): each is saved in its figure's checkpoint at once (atomically), and a figure
+whose units are all done is assembled and written through its ``FigureJob`` — the same bytes as
+the serial path, because every unit carries its own seeds and runs with ``threads`` torch threads.
+An interruption (Ctrl-C) or a failed unit cancels what is still queued and closes the cluster;
+the finished units stay in the checkpoints, so a rerun resumes.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from distributed import Client, LocalCluster, as_completed
+
+from theory.errors import UsageError
+
+
+def run_unit_on_worker(unit: Callable[[], object], threads: int):
+    """A unit as a worker runs it: with ``threads`` torch threads, as the serial path runs it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return unit()
+
+
+def connect(workers: int, scheduler: str | None) -> Client:
+    """A client of the scheduler at ``scheduler``, or of a new LocalCluster of ``workers`` processes."""
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout="20s")
+        except (OSError, ValueError, TypeError) as err:
+            raise UsageError(f"argument --scheduler: cannot reach {scheduler!r}: {err}") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)  # not the workers' routine warnings on closing
+    return Client(cluster, set_as_default=False)
+
+
+def run_jobs(jobs: list, workers: int, scheduler: str | None = None, threads: int = 1) -> dict[int, list[Path]]:
+    """Compute the ``jobs`` (registry.FigureJob) on Dask workers; figure number -> the files written."""
+    units = {job.number: job.units() for job in jobs}
+    missing = {job.number: [key for key in units[job.number] if key not in job.checkpoint.done] for job in jobs}
+    by_number = {job.number: job for job in jobs}
+    written = {}
+    for job in jobs:
+        job.checkpoint.update(len(units[job.number]) - len(missing[job.number]))  # resumed units
+        if not missing[job.number]:
+            written[job.number] = _assemble(job, units[job.number])
+    if not any(missing.values()):
+        return dict(sorted(written.items()))
+    client = connect(workers, scheduler)
+    try:
+        owner, run_id = {}, uuid.uuid4().hex[:8]  # unique task keys, should two runs share a scheduler
+        for number, keys in missing.items():
+            for key in keys:
+                future = client.submit(run_unit_on_worker, units[number][key], threads, pure=False,
+                                       key=f"figure{number}:{key}:{run_id}")
+                owner[future] = (number, key)
+        try:
+            with client.as_current():  # as_completed finds its client here
+                finished = as_completed(list(owner))
+            for future in finished:
+                number, key = owner[future]
+                job = by_number[number]
+                job.checkpoint.save(key, future.result())
+                job.checkpoint.update(1)
+                missing[number].remove(key)
+                if not missing[number]:
+                    written[number] = _assemble(job, units[number])
+        except BaseException:  # Ctrl-C or a failed unit: drop the queue, keep the saved units
+            client.cancel(list(owner))
+            raise
+    finally:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None and scheduler is None:
+            cluster.close()
+    return dict(sorted(written.items()))
+
+
+def _assemble(job, keys) -> list[Path]:
+    """Figure ``job`` from its finished units, written as the serial path writes it."""
+    done = {key: job.checkpoint.done[key] for key in keys}
+    return job.write(job.module.assemble(job.config, job.seed, done))
