@@ -29,7 +29,7 @@ from simulations.training import evaluate, meta_train
 from theory.bayes_floor import bayes_optimal_loss
 from theory.errors import DivergenceError
 from theory.preconditioned_maml import preconditioned_best_post_loss
-from theory.shallow_maml import best_post_adaptation_loss, optimal_step_size, pre_adaptation_loss
+from theory.shallow_maml import optimal_step_size, post_adaptation_loss, pre_adaptation_loss
 from theory.task_family import LinearTaskFamily
 
 CURVE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
@@ -62,15 +62,19 @@ def _family(config: Config, dim: int, seed: int = 0) -> LinearTaskFamily:
                                      noise_var=config.noise_var, task_scale=config.task_var**0.5, seed=seed)
 
 
+def _best_curve(family: LinearTaskFamily, k_max: int) -> tuple[list[float], list[float]]:
+    """(α*_k, best k-step loss) for k = 1 … k_max: the loss at θ = μ and its own optimal step, each α searched once."""
+    alphas = [optimal_step_size(family, k) for k in range(1, k_max + 1)]
+    return alphas, [post_adaptation_loss(family, family.task_mean, a, k) for k, a in enumerate(alphas, 1)]
+
+
 def _theory(config: Config, dim: int) -> dict:
     """The closed forms at one d: the k-step curve, its steps, the preconditioned step and the floor."""
     family = _family(config, dim)
-    steps = range(1, config.k_max + 1)
-    curve = [best_post_adaptation_loss(family, k) for k in steps]
+    alphas, curve = _best_curve(family, config.k_max)
     precond = preconditioned_best_post_loss(family)
     floor = bayes_optimal_loss(family)
-    return {"dim": dim, "d_over_k": dim / config.support, "best_k_step": curve,
-            "optimal_alpha": [optimal_step_size(family, k) for k in steps],
+    return {"dim": dim, "d_over_k": dim / config.support, "best_k_step": curve, "optimal_alpha": alphas,
             "pre_adaptation_loss": pre_adaptation_loss(family, family.task_mean),
             "preconditioned_best_post_loss": precond, "steps_to_match": _steps_to_match(curve, precond),
             "bayes_optimal_loss": floor.value, "bayes_ci95": floor.ci95, "bayes_method": floor.method}
@@ -127,7 +131,7 @@ def _ratio_point(config: Config, ratio: float) -> dict:
     """Panel (b): plain steps needed to match one preconditioned step at d = ratio·K."""
     family = _family(config, max(config.rank, round(ratio * config.support)))
     precond = preconditioned_best_post_loss(family)
-    curve = [best_post_adaptation_loss(family, k) for k in range(1, config.k_max + 1)]
+    _, curve = _best_curve(family, config.k_max)
     return {"dim": family.dim, "steps_to_match": _steps_to_match(curve, precond)}
 
 
