@@ -235,9 +235,6 @@ class BenchConfig:
         require_int("meta_batch", self.meta_batch, 1)
 
 
-THEORY_SETTING = {"dim": 20, "support": 10, "rank": 5, "noise_var": 0.1, "steps": 50}  # the exact k-step theory
-
-
 def benchmark_k_step_theory(dim: int = 20, support: int = 10, rank: int = 5, noise_var: float = 0.1,
                             steps: int = 50) -> dict:
     """Wall time of the exact k-step shallow theory from a cold start in this process: the moments
@@ -264,7 +261,7 @@ def run(config: BenchConfig, progress: bool = False) -> dict:
     """{"meta_training": (a)–(c), "kfo_cost": one result per form, "vision": conv-net result or None,
     "k_step_theory": the exact theory's timing at k = 50}."""
     sizes = {"threads": config.threads, "meta_batch": config.meta_batch}
-    report = {"k_step_theory": benchmark_k_step_theory(**THEORY_SETTING),
+    report = {"k_step_theory": benchmark_k_step_theory(),
               "meta_training": benchmark_meta_training(iterations=config.iterations, **sizes),
               "kfo_cost": [benchmark_kfo_cost(iterations=config.iterations, form=form, **sizes)
                            for form in config.kfo_forms], "vision": None}
