@@ -1,14 +1,24 @@
-"""Figure 3, depth and width: post-adaptation loss of MAML-trained deep linear models.
+"""Figure 3, depth and width: post-adaptation loss of MAML-trained deep linear models, and what theory says
+they can reach.
 
-Subspace regression tasks (Σx = I, Σw = UUᵀ of rank r, s² = 0), one inner step at the shallow
-model's α* = K/(K + d + 1) on every layer. (a) against depth at a fixed width; (b) against width
-at depth 2; (c) against d/K (d varied at fixed K) for the shallow model and a depth-2 model.
+Subspace regression tasks (Σx = I, Σw = UUᵀ of rank r, μ = 0, s² = 0), one inner step at the shallow
+model's α* = K/(K + d + 1) on every layer. (a) against depth at a fixed width; (b) against width at
+depth 2, full MAML and ANIL (head only); (c) against d/K (d varied at fixed K) for the shallow model and
+a depth-2 model; (d) the narrow widths, where meta-training stops short of the depth-2 optimum: which
+minimum of the exact objective it reaches, and an initialisation that reaches the global one.
 Each point: mean and 95% interval over seeds of the evaluation on fresh tasks
 (simulations.training.evaluate) after meta-training with Adam (simulations.training.meta_train).
-Theory lines: the pre-adaptation loss at θ = μ, the shallow model's best one-step loss and the
-optimal-preconditioner loss. Depth 1 is the shallow model: each of its runs also records the
-closed form at its own trained θ, so its point can be held against theory exactly. A run whose
-meta-training diverges is a missing point with a note, never data.
+
+Theory. Levels: the pre-adaptation loss at θ = μ, the shallow model's best one-step loss and the
+optimal-preconditioner loss. Per width: ANIL's best width-h loss (theory.anil_width, closed form at
+μ = 0) and the depth-2 full-MAML best (theory.deep_linear.depth2_best_post_loss, exact loss, minimised
+numerically by L-BFGS from ANIL's optimum and seeded random starts: an upper bound on the minimum). Per
+run, at its trained weights: the exact loss (depth 1: theory.shallow_maml; depth 2: the exact depth-2
+loss; ANIL: theory.anil_width), so every trained point can be held against its closed form; and at
+depth ≥ 2 the first-order surrogate (preconditioned loss at the implicit preconditioner), an
+approximation whose error is O(α²). In panel (d), for each run, deterministic L-BFGS descent on the exact
+depth-2 objective from that run's own initial weights: the minimum its initialisation leads to. A run
+whose meta-training diverges is a missing point with a note, never data.
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from figures.checkpoint import run_units
 from figures.common import COLORS, REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, draw_reference_losses, mean_ci95
@@ -26,63 +37,97 @@ from simulations.maml import InnerLoop
 from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
 from simulations.training import evaluate, meta_train
+from theory.anil_width import anil_best_post_loss, anil_post_adaptation_loss
+from theory.deep_linear import depth2_best_post_loss, depth2_post_adaptation_loss, first_order_surrogate_loss
 from theory.errors import DivergenceError
 from theory.shallow_maml import REFERENCE_LOSSES, optimal_step_size, post_adaptation_loss, reference_losses
 from theory.task_family import LinearTaskFamily
 
-PANELS = ("depth", "width", "ratio")
+PANELS = ("depth", "width", "ratio", "gap")
+VARIANTS = ("maml", "anil", "small-head")  # full MAML; ANIL (head only); full MAML from a small head
 
 
 @dataclass(frozen=True)
 class Config(Profiles):
     """Settings of figure 3; ``quick`` and ``full`` are the two profiles."""
 
-    dim: int = 20  # d for panels (a) and (b): d/K = 4, where the shallow model keeps 81% of its loss
+    dim: int = 20  # d for panels (a), (b), (d): d/K = 4, where the shallow model keeps 81% of its loss
     support: int = 5  # K
     query: int = 20  # Q
     rank: int = 2  # r: tasks on a 2-dimensional subspace
     depths: tuple[int, ...] = (1, 2, 3, 4, 5)  # panel (a); depth 1 is the shallow model
     width: int = 16  # hidden width in (a) and of the deep model in (c)
     widths: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # panel (b), at depth 2
+    anil_widths: tuple[int, ...] = (1, 2, 4)  # panel (b): ANIL meta-trained at these widths
+    gap_widths: tuple[int, ...] = (1, 2, 4)  # panels (b) and (d): depth-2 optimum and descent from each init
     dims: tuple[int, ...] = (5, 10, 20, 40, 80)  # panel (c): d/K = 1 … 16
     deep_depth: int = 2  # the deep model of panel (c)
     iterations: int = 600  # meta-training iterations per run (cosine-annealed, so the final iterate settles)
     meta_batch: int = 32
     meta_lr: float = 0.003  # Adam; at 0.01 depth-5 chains wander (meta-batch noise) instead of settling
+    anil_meta_lr: float = 0.01  # ANIL's Adam step: at 0.003 a width-2 run can stall short of its optimum
+    small_head: float = 0.1  # panel (d): the head's default initialisation times this (the bottom layer unchanged)
+    restarts: int = 2  # seeded random L-BFGS starts of the depth-2 optimum (beside ANIL's optimum)
     eval_tasks: int = 4000  # fresh evaluation tasks per run
     seeds: int = 3  # independent runs for the 95% interval
 
-    FULL: ClassVar[dict] = {"iterations": 2000, "meta_batch": 64, "eval_tasks": 20_000, "seeds": 10}
+    FULL: ClassVar[dict] = {"iterations": 2000, "meta_batch": 64, "eval_tasks": 20_000, "seeds": 10,
+                            "restarts": 6}
 
 
-def _settings(config: Config) -> dict[tuple[int, int, int], list[tuple[str, float]]]:
-    """Unique runs (d, depth, width) -> the panel points (panel, x) they provide."""
-    wanted: dict[tuple[int, int, int], list[tuple[str, float]]] = {}
+def _settings(config: Config) -> dict[tuple[int, int, int, str], list[tuple[str, float]]]:
+    """Unique runs (d, depth, width, variant) -> the panel points (panel, x) they provide."""
+    wanted: dict[tuple[int, int, int, str], list[tuple[str, float]]] = {}
+
+    def want(key, panel, x):
+        wanted.setdefault(key, []).append((panel, x))
+
     for depth in config.depths:
-        wanted.setdefault((config.dim, depth, config.width if depth > 1 else 1), []).append(("depth", depth))
+        want((config.dim, depth, config.width if depth > 1 else 1, "maml"), "depth", depth)
     for width in config.widths:
-        wanted.setdefault((config.dim, 2, width), []).append(("width", width))
+        want((config.dim, 2, width, "maml"), "width", width)
+    for width in config.anil_widths:
+        want((config.dim, 2, width, "anil"), "width:anil", width)
+    for width in config.gap_widths:
+        want((config.dim, 2, width, "maml"), "gap:maml", width)
+        want((config.dim, 2, width, "small-head"), "gap:small-head", width)
     for d in config.dims:
         for model, depth in (("shallow", 1), ("deep", config.deep_depth)):
-            key = (d, depth, config.width if depth > 1 else 1)
-            wanted.setdefault(key, []).append((f"ratio:{model}", d / config.support))
+            want((d, depth, config.width if depth > 1 else 1, "maml"), f"ratio:{model}", d / config.support)
     return wanted
+
+
+def _unit_key(dim: int, depth: int, width: int, variant: str, s: int) -> str:
+    return f"{dim}/{depth}/{width}/{s}" + ("" if variant == "maml" else f"/{variant}")
 
 
 def _family(config: Config, dim: int, seed: int) -> LinearTaskFamily:
     return LinearTaskFamily.subspace(dim, config.support, config.query, rank=config.rank, seed=seed)
 
 
-def _run(config: Config, dim: int, depth: int, width: int, seed: int, s: int) -> dict:
-    """Meta-train one model and evaluate it on fresh tasks; divergence gives a note, no numbers."""
+def _layers(params: dict, model) -> list[np.ndarray]:
+    return [params[f"layers.{i}.weight"].detach().numpy() for i in range(len(model.layers))]
+
+
+def _run(config: Config, dim: int, depth: int, width: int, variant: str, seed: int, s: int) -> dict:
+    """Meta-train one model and evaluate it on fresh tasks; the theory at its weights; divergence: a note."""
     family = _family(config, dim, seed)
-    inner = InnerLoop(optimal_step_size(family))
+    inner = InnerLoop(optimal_step_size(family), adapt="head" if variant == "anil" else "all")
     sampler = partial(sample_regression_tasks, family)  # (n_tasks, generator) -> TaskBatch
     model = deep_linear(dim, depth, width, seed=seed + s)
-    record = {"dim": dim, "depth": depth, "width": width, "seed": seed + s, "post_loss": None,
-              "pre_loss": None, "post_stderr": None, "closed_form_at_trained": None, "note": ""}
+    if variant == "small-head":
+        with torch.no_grad():
+            model.layers[-1].weight.mul_(config.small_head)
+    initial = [layer.weight.detach().numpy().copy() for layer in model.layers]
+    record = {"dim": dim, "depth": depth, "width": width, "variant": variant, "seed": seed + s, "post_loss": None,
+              "pre_loss": None, "post_stderr": None, "closed_form_at_trained": None, "surrogate_at_trained": None,
+              "descent_from_init": None, "note": ""}
+    if depth == 2 and dim == config.dim and width in config.gap_widths and variant != "anil":
+        record["descent_from_init"] = depth2_best_post_loss(family, width, inner.alpha, restarts=0,
+                                                            starts=[tuple(initial)])[0]
+    lr = config.anil_meta_lr if variant == "anil" else config.meta_lr
     try:
-        trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr,
+        trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, lr,
                              seed=seed + 100 * s + 1, lr_decay=True)
         est = evaluate(model, trained.params, sampler, inner, n_tasks=config.eval_tasks,
                        seed=10_000 + seed + s)  # fresh tasks, a different set per seed
@@ -91,10 +136,27 @@ def _run(config: Config, dim: int, depth: int, width: int, seed: int, s: int) ->
         return record
     record.update(post_loss=est["post_loss"].mean, pre_loss=est["pre_loss"].mean,
                   post_stderr=est["post_loss"].stderr)
+    layers = _layers(trained.params, model)
     if depth == 1:  # the shallow model: the closed form at its own trained θ
-        theta = trained.params[model.head_name].numpy().reshape(dim)
-        record["closed_form_at_trained"] = post_adaptation_loss(family, theta, inner.alpha)
+        record["closed_form_at_trained"] = post_adaptation_loss(family, layers[0].reshape(dim), inner.alpha)
+    elif variant == "anil":
+        record["closed_form_at_trained"] = anil_post_adaptation_loss(family, layers[0], layers[1][0], inner.alpha)
+    elif depth == 2:
+        record["closed_form_at_trained"] = depth2_post_adaptation_loss(family, *layers, inner.alpha)
+    if depth > 1 and variant != "anil":
+        record["surrogate_at_trained"] = first_order_surrogate_loss(family, layers, inner.alpha)
     return record
+
+
+def _width_optimum(config: Config, width: int, seed: int) -> dict:
+    """The depth-2 full-MAML optimum at this width (numerical, exact loss) next to ANIL's (closed form)."""
+    family = _family(config, config.dim, seed)
+    alpha = optimal_step_size(family)
+    anil = anil_best_post_loss(family, width, alpha)
+    value, _, _, method = depth2_best_post_loss(family, width, alpha, restarts=config.restarts, seed=seed,
+                                                starts=[(anil.w, anil.v0.reshape(1, -1))])
+    return {"width": width, "depth2_best_post_loss": value, "method": method,
+            "anil_best_post_loss": anil.value}
 
 
 def _theory(config: Config, dim: int, seed: int) -> dict:
@@ -104,104 +166,184 @@ def _theory(config: Config, dim: int, seed: int) -> dict:
 
 
 def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """Every unique (d, depth, width) run for every seed: key -> a picklable zero-argument callable."""
-    return {f"{dim}/{depth}/{width}/{s}": partial(_run, config, dim, depth, width, seed, s)
-            for dim, depth, width in _settings(config) for s in range(config.seeds)}
+    """Every unique (d, depth, width, variant) run for every seed, and the depth-2 optimum per gap width:
+    key -> a picklable zero-argument callable."""
+    out = {_unit_key(dim, depth, width, variant, s): partial(_run, config, dim, depth, width, variant, seed, s)
+           for dim, depth, width, variant in _settings(config) for s in range(config.seeds)}
+    out.update({f"optimum/{width}": partial(_width_optimum, config, width, seed) for width in config.gap_widths})
+    return out
 
 
 def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
     """The runs (from the finished units), the panel points they feed, and the theory."""
     runs, points = [], []
-    for (dim, depth, width), uses in _settings(config).items():
-        runs += [done[f"{dim}/{depth}/{width}/{s}"] for s in range(config.seeds)]
-        points += [{"panel": panel, "x": x, "dim": dim, "depth": depth, "width": width} for panel, x in uses]
+    for (dim, depth, width, variant), uses in _settings(config).items():
+        runs += [done[_unit_key(dim, depth, width, variant, s)] for s in range(config.seeds)]
+        points += [{"panel": panel, "x": x, "dim": dim, "depth": depth, "width": width, "variant": variant}
+                   for panel, x in uses]
     theory = [_theory(config, d, seed) for d in sorted({config.dim, *config.dims})]
+    family = _family(config, config.dim, seed)
+    anil = [{"width": h, "anil_best_post_loss": anil_best_post_loss(family, h, optimal_step_size(family)).value}
+            for h in sorted({*config.widths, *config.anil_widths})]
     return {"runs": runs, "points": points, "theory": theory, "main_dim": config.dim, "width": config.width,
-            "deep_depth": config.deep_depth, "support": config.support, "rank": config.rank}
+            "deep_depth": config.deep_depth, "support": config.support, "rank": config.rank,
+            "small_head": config.small_head, "anil_best": anil,
+            "depth2_best": [done[f"optimum/{h}"] for h in config.gap_widths]}
 
 
 def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    """Every unique (d, depth, width) run for every seed, the panel points they feed, and the theory."""
+    """Every run, the panel points they feed, and the theory."""
     return assemble(config, seed, run_units(progress, units(config, seed)))
 
 
 def n_units(config: Config) -> int:
-    """Progress units (one per meta-training run)."""
-    return len(_settings(config)) * config.seeds
+    """Progress units (one per meta-training run and one per depth-2 optimum)."""
+    return len(_settings(config)) * config.seeds + len(config.gap_widths)
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def summarize(results: dict) -> list[dict]:
     """One row per panel point, by panel and x: mean and 95% interval over the seeds that did not diverge."""
-    out, setting = [], lambda r: (r["dim"], r["depth"], r["width"])
+    out, setting = [], lambda r: (r["dim"], r["depth"], r["width"], r.get("variant", "maml"))
     order = lambda p: (PANELS.index(p["panel"].split(":")[0]), p["panel"], p["x"])  # noqa: E731
     for p in sorted(results["points"], key=order):
         runs = [r for r in results["runs"] if setting(r) == setting(p)]
         ok = [r for r in runs if r["post_loss"] is not None]
         post = mean_ci95([r["post_loss"] for r in ok]) if ok else (None, None)
         pre_loss = mean_ci95([r["pre_loss"] for r in ok]) if ok else (None, None)
-        closed = [r["closed_form_at_trained"] for r in ok if r["closed_form_at_trained"] is not None]
         out.append({**p, "post_loss": post[0], "post_ci95": post[1], "pre_loss": pre_loss[0],
                     "pre_ci95": pre_loss[1],
-                    "closed_form_at_trained": float(np.mean(closed)) if closed else None,
+                    "closed_form_at_trained": _mean(r["closed_form_at_trained"] for r in ok),
+                    "surrogate_at_trained": _mean(r.get("surrogate_at_trained") for r in ok),
+                    "descent_from_init": _mean(r.get("descent_from_init") for r in runs),
                     "seeds": len(ok), "diverged": len(runs) - len(ok),
                     "note": "; ".join(r["note"] for r in runs if r["note"])})
     return out
 
 
 def rows(results: dict) -> list[dict]:
-    """CSV: one row per panel point (a missing mean is left empty), then the theory per d."""
-    keys = ("panel", "x", "dim", "depth", "width", "post_loss", "post_ci95", "pre_loss", "pre_ci95",
-            "closed_form_at_trained", "seeds", "diverged", "note")
+    """CSV: one row per panel point (a missing mean is left empty), then the theory per d and per width."""
+    keys = ("panel", "x", "dim", "depth", "width", "variant", "post_loss", "post_ci95", "pre_loss", "pre_ci95",
+            "closed_form_at_trained", "surrogate_at_trained", "descent_from_init", "seeds", "diverged", "note")
     out = [{k: ("" if p[k] is None else p[k]) for k in keys} for p in summarize(results)]
+    blank = dict.fromkeys(keys, "")
     for t in results["theory"]:
         for key in ("alpha", *REFERENCE_LOSSES):
-            out.append({**dict.fromkeys(keys, ""), "panel": "theory", "x": t["d_over_k"], "dim": t["dim"],
-                        "post_loss": t[key], "note": key})
+            out.append({**blank, "panel": "theory", "x": t["d_over_k"], "dim": t["dim"], "post_loss": t[key],
+                        "note": key})
+    for a in results["anil_best"]:
+        out.append({**blank, "panel": "theory", "x": a["width"], "dim": results["main_dim"], "depth": 2,
+                    "width": a["width"], "variant": "anil", "post_loss": a["anil_best_post_loss"],
+                    "note": "anil_best_post_loss (closed form)"})
+    for b in results["depth2_best"]:
+        out.append({**blank, "panel": "theory", "x": b["width"], "dim": results["main_dim"], "depth": 2,
+                    "width": b["width"], "variant": "maml", "post_loss": b["depth2_best_post_loss"],
+                    "note": f"depth2_best_post_loss ({b['method']})"})
     return out
+
+
+THEORY_MARKERS = {"closed_form_at_trained": ("exact loss at the trained weights (theory)", "D"),
+                  "surrogate_at_trained": ("first-order surrogate at the trained weights (approximation)", "v")}
 
 
 def plot(results: dict):
     points = summarize(results)
     theory = {t["dim"]: t for t in results["theory"]}
     main = theory[results["main_dim"]]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    specs = [(axes[0], "depth", "deep", f"(a) depth, width {results['width']} (d = {main['dim']})",
-              "depth L"),
-             (axes[1], "width", "deep", f"(b) width, depth 2 (d = {main['dim']})", "hidden width h")]
-    for ax, panel, color, title, xlabel in specs:
-        draw_reference_losses(ax, main)
-        _series(ax, [p for p in points if p["panel"] == panel], COLORS[color], "MAML-trained (mean, 95% CI)")
-        ax.set(title=title, xlabel=xlabel)
-    widths = [p["x"] for p in points if p["panel"] == "width"]
-    axes[1].set_xscale("log", base=2)
-    axes[1].set_xticks(widths, [f"{w:g}" for w in widths])
-    axes[1].axvline(results["rank"], color=COLORS["theory"], linewidth=0.8, alpha=0.6)
-    axes[1].annotate(f"h = r = {results['rank']}", (results["rank"], 1.07 * main["pre_adaptation_loss"]),
-                     fontsize=7, ha="left", va="center",
-                     xytext=(3, 0), textcoords="offset points", color=COLORS["theory"])
-    axes[0].set_xticks([p["x"] for p in points if p["panel"] == "depth"])
-    axes[0].annotate("depth 1 = shallow model", (1, main["shallow_best_post_loss"]), xytext=(8, 12),
-                     textcoords="offset points", fontsize=7.5)
-    _ratio_panel(axes[2], points, results)
-    for ax in axes:
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.6))
+    (ax_depth, ax_width), (ax_ratio, ax_gap) = axes
+    _depth_panel(ax_depth, [p for p in points if p["panel"] == "depth"], main, results)
+    _width_panel(ax_width, points, main, results)
+    _ratio_panel(ax_ratio, points, results)
+    _gap_panel(ax_gap, points, main, results)
+    for ax in axes.flat:
         ax.set(ylabel="post-adaptation query loss (½ MSE)", ylim=(0, 1.15 * main["pre_adaptation_loss"]))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7.5, loc="lower left" if ax is not axes[2] else "lower right", framealpha=0.9)
+        ax.legend(fontsize=7, loc="lower right" if ax is ax_ratio else "lower left", framealpha=0.9)
     fig.tight_layout()
     return fig
 
 
-def _series(ax, points: list[dict], color: str, label: str) -> None:
+def _depth_panel(ax, points: list[dict], main: dict, results: dict) -> None:
+    """(a): MAML-trained against depth, with the exact loss and the surrogate at the trained weights."""
+    draw_reference_losses(ax, main)
+    _series(ax, points, COLORS["deep"], "MAML-trained (mean, 95% CI)")
+    _theory_at_trained(ax, points)
+    ax.set_xticks([p["x"] for p in points])
+    ax.annotate("depth 1 = shallow model", (1, main["shallow_best_post_loss"]), xytext=(8, 12),
+                textcoords="offset points", fontsize=7.5)
+    ax.set(title=f"(a) depth, width {results['width']} (d = {main['dim']})", xlabel="depth L")
+
+
+def _theory_at_trained(ax, points: list[dict], color: str = "#17becf") -> None:
+    for key, (label, marker) in THEORY_MARKERS.items():
+        have = [p for p in points if p[key] is not None]
+        if have:
+            ax.plot([p["x"] for p in have], [p[key] for p in have], marker, color=color, markersize=5,
+                    fillstyle="none", linestyle="none", label=label)
+
+
+def _width_panel(ax, points: list[dict], main: dict, results: dict) -> None:
+    """(b): full MAML and ANIL against width, with both optima per width."""
+    draw_reference_losses(ax, main)
+    maml = [p for p in points if p["panel"] == "width"]
+    _series(ax, maml, COLORS["deep"], "full MAML, meta-trained (mean, 95% CI)")
+    _series(ax, [p for p in points if p["panel"] == "width:anil"], ANIL_COLOR, "ANIL, meta-trained (mean, 95% CI)")
+    anil = results["anil_best"]
+    ax.step([a["width"] for a in anil], [a["anil_best_post_loss"] for a in anil], where="post", color=ANIL_COLOR,
+            linewidth=REFERENCE_LINEWIDTH, linestyle="--", label="ANIL's best at width h (theory, closed form)")
+    best = results["depth2_best"]
+    ax.plot([b["width"] for b in best], [b["depth2_best_post_loss"] for b in best], "*", color=COLORS["deep"],
+            markersize=11, fillstyle="none", label="full MAML's best at width h (theory, exact loss, L-BFGS)")
+    widths = sorted({p["x"] for p in maml} | {a["width"] for a in anil})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [f"{w:g}" for w in widths])
+    ax.axvline(results["rank"], color=COLORS["theory"], linewidth=0.8, alpha=0.6)
+    ax.annotate(f"h = r = {results['rank']}", (results["rank"], 1.07 * main["pre_adaptation_loss"]),
+                fontsize=7, ha="left", va="center", xytext=(3, 0), textcoords="offset points",
+                color=COLORS["theory"])
+    ax.set(title=f"(b) width, depth 2 (d = {main['dim']})", xlabel="hidden width h")
+
+
+ANIL_COLOR = "#ff7f0e"
+SMALL_HEAD_COLOR = "#2ca02c"
+
+
+def _gap_panel(ax, points: list[dict], main: dict, results: dict) -> None:
+    """(d): at the narrow widths, meta-training from the default and from a small head, against the minima of
+    the exact objective (descent from each run's own initialisation; the best found)."""
+    maml = [p for p in points if p["panel"] == "gap:maml"]
+    small = [p for p in points if p["panel"] == "gap:small-head"]
+    _series(ax, maml, COLORS["deep"], "meta-trained, default init (mean, 95% CI)", offset=0.94)
+    _series(ax, small, SMALL_HEAD_COLOR, f"meta-trained, head init × {results['small_head']:g}", offset=1.06)
+    for series, color, shift in ((maml, COLORS["deep"], 0.94), (small, SMALL_HEAD_COLOR, 1.06)):
+        have = [p for p in series if p["descent_from_init"] is not None]
+        ax.plot([p["x"] * shift for p in have], [p["descent_from_init"] for p in have], "x", color=color,
+                markersize=8, label="L-BFGS on the exact loss from the same inits (mean)" if color == COLORS["deep"]
+                else "L-BFGS on the exact loss from the small-head inits (mean)")
+    best = results["depth2_best"]
+    ax.plot([b["width"] for b in best], [b["depth2_best_post_loss"] for b in best], "*", color=COLORS["deep"],
+            markersize=11, fillstyle="none", label="best found (theory, exact loss)")
+    draw_reference_losses(ax, main, keys=("shallow_best_post_loss", "preconditioned_best_post_loss"))
+    widths = [b["width"] for b in best]
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [f"{w:g}" for w in widths])
+    ax.set(title="(d) narrow depth-2 nets: which minimum meta-training finds", xlabel="hidden width h")
+
+
+def _series(ax, points: list[dict], color: str, label: str, offset: float = 1.0) -> None:
     """Error bars for the points with data; 'diverged' written where a point is missing."""
     points = sorted(points, key=lambda p: p["x"])
     ok = [p for p in points if p["post_loss"] is not None]
-    ax.errorbar([p["x"] for p in ok], [p["post_loss"] for p in ok], yerr=[p["post_ci95"] for p in ok],
+    ax.errorbar([p["x"] * offset for p in ok], [p["post_loss"] for p in ok], yerr=[p["post_ci95"] for p in ok],
                 color=color, marker="o", capsize=3, label=label)
     for p in points:
         if p["post_loss"] is None:
             ax.annotate("diverged", (p["x"], 0.02), color=color, fontsize=7, ha="center", rotation=90)
-
-
 def _ratio_panel(ax, points: list[dict], results: dict) -> None:
     """Panel (c): shallow and deep against d/K, with the closed forms as curves in d."""
     theory = sorted(results["theory"], key=lambda t: t["dim"])
@@ -231,7 +373,7 @@ def _num(value) -> str:
 
 
 def caption(results: dict) -> str:
-    """One line with the measured numbers, for the README."""
+    """One paragraph with the measured numbers, for the README; the width-gap sentence follows from them."""
     pts = summarize(results)
     main = {t["dim"]: t for t in results["theory"]}[results["main_dim"]]
 
@@ -239,19 +381,59 @@ def caption(results: dict) -> str:
         return ", ".join(f"{p['x']:g}: {_num(p['post_loss'])}" for p in pts if p["panel"] == panel)
 
     shallow = next(p for p in pts if p["panel"] == "depth" and p["x"] == 1)
+    deep2 = next((p for p in pts if p["panel"] == "depth" and p["x"] == 2), None)
     ratio = {(p["panel"], p["x"]): p for p in pts if p["panel"].startswith("ratio")}
     top = max(x for _, x in ratio)
     diverged = sum(1 for r in results["runs"] if r["post_loss"] is None)
     last = max(results["theory"], key=lambda t: t["dim"])
+    anil_best = ", ".join(f"{a['width']}: {a['anil_best_post_loss']:.3f}" for a in results["anil_best"]
+                          if a["width"] in {b["width"] for b in results["depth2_best"]})
+    best = {b["width"]: b["depth2_best_post_loss"] for b in results["depth2_best"]}
+    surrogate = ", ".join(f"{p['x']:g}: {_num(p['surrogate_at_trained'])}" for p in pts
+                          if p["panel"] == "depth" and p["surrogate_at_trained"] is not None)
+    exact2 = (f"; at depth 2 the exact loss at the trained weights is {_num(deep2['closed_form_at_trained'])} "
+              f"(meta-trained {_num(deep2['post_loss'])})" if deep2 else "")
     return (f"d = {main['dim']}, K = {results['support']}, r = {results['rank']}, α = α* = "
             f"{main['alpha']:.3f}: post-adaptation loss by depth (width {results['width']}) "
-            f"{series('depth')}; "
-            f"by width (depth 2) {series('width')} (theory: best shallow step "
-            f"{main['shallow_best_post_loss']:.3f}, optimal preconditioner "
+            f"{series('depth')} (depth 1 against the closed form at its own trained θ: "
+            f"{_num(shallow['post_loss'])} vs {_num(shallow['closed_form_at_trained'])}{exact2}; first-order "
+            f"surrogate at the trained weights, an approximation: {surrogate}). "
+            f"By width (depth 2), full MAML {series('width')}; ANIL {series('width:anil')}. Theory: best shallow "
+            f"step {main['shallow_best_post_loss']:.3f}, optimal preconditioner "
             f"{main['preconditioned_best_post_loss']:.3f}, pre-adaptation {main['pre_adaptation_loss']:.3f}; "
-            f"depth 1 against the closed form at its own trained θ: {_num(shallow['post_loss'])} vs "
-            f"{_num(shallow['closed_form_at_trained'])}). At d/K = {top:g} the shallow model keeps "
-            f"{_num(ratio[('ratio:shallow', top)]['post_loss'])} "
-            f"(theory {last['shallow_best_post_loss']:.3f}) "
-            f"and the deep one {_num(ratio[('ratio:deep', top)]['post_loss'])}; {diverged} of "
-            f"{len(results['runs'])} runs diverged.")
+            f"ANIL's best at width h (closed form) {anil_best}; full MAML's best found on the exact depth-2 loss "
+            f"{', '.join(f'{h}: {v:.3f}' for h, v in best.items())}. {_gap_sentence(pts, best, results)} "
+            f"At d/K = {top:g} the shallow model keeps {_num(ratio[('ratio:shallow', top)]['post_loss'])} "
+            f"(theory {last['shallow_best_post_loss']:.3f}) and the deep one "
+            f"{_num(ratio[('ratio:deep', top)]['post_loss'])}; {diverged} of {len(results['runs'])} runs diverged.")
+
+
+REACHED = 0.03  # a meta-trained mean within this (absolute) of a minimum's value counts as reaching it
+
+
+def _gap_sentence(pts: list[dict], best: dict[int, float], results: dict) -> str:
+    """Why narrow nets stop short, from the numbers: the width (the optimum itself is high) or optimisation
+    (the optimum is lower, the default initialisation's descent stops above it, a small head reaches it)."""
+    maml = {p["x"]: p for p in pts if p["panel"] == "gap:maml"}
+    small = {p["x"]: p for p in pts if p["panel"] == "gap:small-head"}
+    parts = []
+    for h in sorted(best):
+        m, s = maml.get(h), small.get(h)
+        if m is None or m["post_loss"] is None:
+            continue
+        if m["post_loss"] <= best[h] + REACHED:
+            parts.append(f"at width {h} meta-training reaches the optimum ({_num(m['post_loss'])} vs {best[h]:.3f})")
+            continue
+        stuck = m["descent_from_init"] is not None and m["descent_from_init"] > best[h] + 0.01
+        reached = s is not None and s["post_loss"] is not None and s["post_loss"] <= best[h] + REACHED
+        text = (f"at width {h} meta-training ends at {_num(m['post_loss'])} but {best[h]:.3f} is reachable, so the "
+                f"gap is optimisation, not width")
+        if stuck:
+            text += (f": L-BFGS on the exact loss from the same initialisations stops at a local minimum, "
+                     f"{_num(m['descent_from_init'])}")
+        if s is not None:
+            text += (f"; with the head initialised × {results['small_head']:g} meta-training reaches "
+                     f"{_num(s['post_loss'])}" + ("" if reached else " (still short)")
+                     + (f" and L-BFGS {_num(s['descent_from_init'])}" if s["descent_from_init"] is not None else ""))
+        parts.append(text)
+    return ("Narrow widths: " + "; ".join(parts) + ".") if parts else ""

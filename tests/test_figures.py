@@ -45,6 +45,7 @@ TINY = {  # figure -> (module, its tiny profile); each figure takes a few second
                                                     seeds=2)),
     2: (fig2_loss_surface, fig2_loss_surface.Config(iterations=20, meta_batch=16, record_every=5, grid=31)),
     3: (fig3_depth_width, fig3_depth_width.Config(dim=8, depths=(1, 2), widths=(1, 4), dims=(5, 10),
+                                                  anil_widths=(1,), gap_widths=(1,), restarts=0,
                                                   iterations=20, eval_tasks=200, seeds=2)),
     4: (fig4_theory_vs_simulation, fig4_theory_vs_simulation.Config(scale=0.02)),
     5: (fig5_remedies, fig5_remedies.Config(dim=8, iterations=15, eval_tasks=100, seeds=2)),
@@ -166,7 +167,8 @@ def test_json_record(built, number):
 TINY_UNITS = {
     1: 7 * TINY[1][1].seeds,  # 4 regression models + 3 classification models, per seed
     2: 2,  # the shallow and the depth-2 SGD path
-    3: (2 + 2 + 2 * 2) * TINY[3][1].seeds,  # depths + widths + dims × (shallow, deep), none shared (see test_fig3_…)
+    3: (2 + 2 + 1 + 1 + 2 * 2) * TINY[3][1].seeds + 1,  # depths + widths + ANIL + small head + dims × (shallow,
+    # deep), none shared (see test_fig3_…), + the depth-2 optimum at the one gap width
     4: len(simulations.checks.CHECKS),  # one verify check per unit
     5: 2 * 2 * 3 * TINY[5][1].seeds,  # task × base × remedy, per seed
     6: 1,  # one closed-form grid
@@ -323,11 +325,15 @@ def test_fig2_depth_two_learns_its_step_size(built):
 def test_fig3_theory_and_shared_runs(built):
     results = _record(built[3])["results"]
     config = TINY[3][1]
-    # in the tiny profile no (d, depth, width) run serves two panels: d = 8 is not in dims, width 16 not in widths
+    # in the tiny profile only the gap panel shares runs (with the width panel): d = 8 is not in dims, width 16
+    # not in widths
     assert config.dim not in config.dims and config.width not in config.widths
-    settings = len(config.depths) + len(config.widths) + 2 * len(config.dims)  # panel (c): shallow and deep
-    assert len(results["runs"]) == settings * config.seeds == 16
-    assert len({(r["dim"], r["depth"], r["width"], r["seed"]) for r in results["runs"]}) == len(results["runs"])
+    assert set(config.gap_widths) <= set(config.widths)
+    settings = (len(config.depths) + len(config.widths) + len(config.anil_widths) + len(config.gap_widths)
+                + 2 * len(config.dims))  # ANIL, small-head runs; panel (c): shallow and deep
+    assert len(results["runs"]) == settings * config.seeds == 20
+    keys = {(r["dim"], r["depth"], r["width"], r["variant"], r["seed"]) for r in results["runs"]}
+    assert len(keys) == len(results["runs"])
     k, r = config.support, config.rank
     for t in results["theory"]:  # Σx = I, Σw = UUᵀ (rank r), s² = 0
         d = t["dim"]
@@ -341,6 +347,18 @@ def test_fig3_theory_and_shared_runs(built):
     shared = {"ratio:shallow"} if config.dim in config.dims else set()
     assert {p["panel"] for p in same} == {"depth"} | shared
     assert all(p["seeds"] == config.seeds and p["diverged"] == 0 for p in points)
+    for run in results["runs"]:  # every trained model is held against the closed form at its own weights
+        exact = run["depth"] in (1, 2) or run["variant"] == "anil"
+        assert (run["closed_form_at_trained"] is not None) == exact, run
+        assert (run["surrogate_at_trained"] is not None) == (run["depth"] > 1 and run["variant"] != "anil"), run
+    anil = {a["width"]: a["anil_best_post_loss"] for a in results["anil_best"]}
+    main = next(t for t in results["theory"] if t["dim"] == config.dim)
+    for width, value in anil.items():  # the rank-h optimum is the any-P optimum once h ≥ r
+        assert value >= main["preconditioned_best_post_loss"] - 1e-12
+        if width >= r:
+            assert_close(value, main["preconditioned_best_post_loss"], 1e-9, f"ANIL's best at width {width}")
+    for b in results["depth2_best"]:  # at μ = 0 full MAML can approach ANIL's preconditioner with v → 0
+        assert b["depth2_best_post_loss"] <= anil[b["width"]] + 1e-9 <= main["pre_adaptation_loss"]
 
 
 def test_fig4_identities_and_bound_hold(built):
