@@ -24,8 +24,9 @@ The first term is exact (A's law is invariant under right rotations, so E[A⁺A]
 are E tr((AAᵀ)⁻¹ D) with D = blockdiag(V A_iA_iᵀ + s²(I + (α_t²/n_t) X_v,i Ŝ_i X_v,iᵀ)), evaluated as if the
 rows of A were isotropic Gaussian with scale h_t (Wishart: E tr G⁻¹ = N/(d − N − 1); block Schur complements
 for the V term); both are exact at α_t = 0. Its leading order in 1/d, (1 − N/d)‖δ₀‖² + N V +
-N s²(1 + α_t² d/n_t)/(d h_t), has the structure of Bernacchia's overparameterised result; that form is about
-10% low at the paper's d = 60, the one above agrees with Monte-Carlo there (README, finite tasks).
+N s²(1 + α_t² d/n_t)/(d h_t), has the structure of Bernacchia's overparameterised result (written here from
+its derivation, not copied from the paper); that form is about 10% low at the paper's d = 60, while the one
+above is within about 1.5% of 10,000-run Monte-Carlo means over α_t ∈ [-1.8, 0.6] there.
 """
 from __future__ import annotations
 
