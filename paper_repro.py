@@ -8,6 +8,7 @@
   python paper_repro.py bench           batched functional MAML against a per-task loop
   python paper_repro.py formulas        every derived formula as LaTeX
   python paper_repro.py vision ...      few-shot image classification (MAML/ANIL ± LinNet ± KFO)
+  python paper_repro.py finite-tasks    MAML on a finite task set: the best training step is negative
 
 Options go after the subcommand; options with no subcommand are the figures' (`--full --only 1,4`).
 Each subcommand's options are the fields of its config dataclass (simulations.options), and its
@@ -20,6 +21,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from dataclasses import fields
 from typing import NamedTuple
@@ -49,11 +51,22 @@ COMMANDS = {
                         "print every derived formula as LaTeX (Markdown)"),
     "vision": Command("simulations.experiments.vision", "VisionConfig",
                       "few-shot image classification: MAML or ANIL on a conv net", prints_json=True),
+    "finite-tasks": Command("simulations.experiments.finite_tasks", "FiniteTasksConfig",
+                            "MAML on a finite task set: test loss against the training step α_t", prints_json=True),
 }
 
 
+_NUMBER = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"  # an unsigned decimal number
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line (no usage dump) and exit with status 2."""
+    """argparse whose errors are one line (no usage dump) and exit with status 2, and which reads a value
+    starting with a minus sign as a value when it is a number or a comma-separated list of numbers
+    (``--train-alpha -0.6,0,0.6``; argparse's own test takes only a single plain negative number)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(rf"^-{_NUMBER}(,\s*-?{_NUMBER})*$")
 
     def error(self, message: str):
         raise UsageError(message)

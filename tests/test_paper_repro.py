@@ -49,7 +49,8 @@ def _error_lines(stderr: str) -> list[str]:
 
 # -- every option reaches the config its subcommand builds ------------------------------------------
 # fields whose generic non-default value (below) would be invalid (the spectra need exactly d = 50 values)
-EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "input_spectrum": (2.0,) * 50}
+EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "input_spectrum": (2.0,) * 50,
+            "train_alpha": (0.5, -0.5)}
 
 
 def _non_default(field: dataclasses.Field, hint) -> tuple[list[str], object]:
