@@ -8,6 +8,7 @@
   python paper_repro.py bench           batched functional MAML against a per-task loop
   python paper_repro.py formulas        every derived formula as LaTeX
   python paper_repro.py vision ...      few-shot image classification (MAML/ANIL ± LinNet ± KFO)
+  python paper_repro.py fixed-points ... MAML, FO-MAML, Reptile and ERM fixed points (--group …)
 
 Options go after the subcommand; options with no subcommand are the figures' (`--full --only 1,4`).
 Each subcommand's options are the fields of its config dataclass (simulations.options), and its
@@ -49,6 +50,9 @@ COMMANDS = {
                         "print every derived formula as LaTeX (Markdown)"),
     "vision": Command("simulations.experiments.vision", "VisionConfig",
                       "few-shot image classification: MAML or ANIL on a conv net", prints_json=True),
+    "fixed-points": Command("simulations.experiments.fixed_points", "FixedPointsConfig",
+                            "fixed points of MAML, FO-MAML, Reptile and ERM on tasks of different hardness",
+                            prints_json=True),
 }
 
 

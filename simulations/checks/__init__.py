@@ -14,6 +14,7 @@ from simulations.checks import (
     anil_width,
     bayes_floor,
     deep_linear,
+    fixed_points,
     logistic,
     preconditioned_maml,
     scalar_deep,
@@ -28,7 +29,7 @@ __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_che
 REGISTRY: dict[str, list[Callable[[float], Check]]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
     for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, logistic, scalar_deep,
-                   bayes_floor, wishart_words, anil_width)
+                   bayes_floor, wishart_words, anil_width, fixed_points)
 }  # theory stem -> its checks
 CHECKS: list[Callable[[float], Check]] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
