@@ -51,9 +51,9 @@ def check_repelling_rate(scale: float) -> Check:
 def _meta_trained_check(algorithm: str, support):
     def check(scale: float) -> Check:
         theory = fixed_points(GROUPS, TRAIN_DIM, support=support, **SETTING)[algorithm].theta[0]
-        runs = 6
+        runs = 5  # the interval is Student-t over runs; 60 iterations at least, so the transient has decayed
         trained = meta_trained_fixed_point(GROUPS, algorithm, TRAIN_DIM, support=support, runs=runs,
-                                           iterations=int(100 * scale) + 10, seed=20, **SETTING)
+                                           iterations=int(80 * scale) + 60, seed=20, **SETTING)
         allowed = stats.t.ppf(0.9995, runs - 1) * trained.stderr[0]
         return optimum_check(f"fixed_points.{algorithm}_meta_trained_{_label(support)}",
                              f"d=1, α=0.5, k=2, K={support}, s²=0.1: SGD (cosine decay), {runs} runs",
