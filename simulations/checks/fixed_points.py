@@ -56,7 +56,7 @@ def _meta_trained_check(algorithm: str, support):
                                            iterations=int(80 * scale) + 60, seed=20, **SETTING)
         allowed = stats.t.ppf(0.9995, runs - 1) * trained.stderr[0]
         return optimum_check(f"fixed_points.{algorithm}_meta_trained_{_label(support)}",
-                             f"d=1, α=0.5, k=2, K={support}, s²=0.1: SGD (cosine decay), {runs} runs",
+                             f"d=1, α=0.5, k=2, K={support}, s²=0.1: SGD (constant, then cosine decay), {runs} runs",
                              theory, trained.theta[0], abs(trained.theta[0] - theory), allowed,
                              f"|θ − θ*| vs t_{runs - 1}(99.95%)·se over runs")
     check.__name__ = f"check_{algorithm}_meta_trained_{_label(support)}"

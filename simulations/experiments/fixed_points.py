@@ -2,8 +2,9 @@
 
 ``run`` evaluates theory.fixed_points for the groups given by --group (Σx_g = a_g I, μ_g = m_g·1, Σw_g = v_g I)
 and, under --simulate, meta-trains each algorithm with a stable fixed point on tasks sampled from the mixture
-(simulations.twins.fixed_points.meta_trained_fixed_point: SGD with a cosine decay, the mean of the last half
-of the iterates per run, a Student-t 95% interval over --runs independent seeds). ``format_report`` prints the table.
+(simulations.twins.fixed_points.meta_trained_fixed_point: SGD, a constant step then a cosine decay, the mean
+of the decaying half of the iterates per run, a Student-t 95% interval over --runs independent seeds).
+``format_report`` prints the table.
 """
 from __future__ import annotations
 
