@@ -181,3 +181,11 @@ def test_bad_groups_exit_2_with_one_line_naming_group(argv, text, capsys):
 def test_bad_settings_exit_2(argv, flag, capsys):
     assert paper_repro.main(["fixed-points", *argv]) == 2
     assert capsys.readouterr().err.startswith(f"paper_repro.py: error: argument {flag}:")
+
+
+def test_config_refuses_no_groups():
+    from simulations.experiments.fixed_points import FixedPointsConfig
+
+    with pytest.raises(ParameterError) as err:
+        FixedPointsConfig(groups=())
+    assert err.value.parameter == "groups"
