@@ -27,16 +27,58 @@ def _label(support) -> str:
     return "inf" if math.isinf(support) else f"K{support}"
 
 
-def _direction_check(algorithm: str, support):
-    def check(scale: float) -> Check:
-        point = fixed_points(GROUPS, DIRECTION_DIM, support=support, **SETTING)[algorithm]
-        est = outer_direction(GROUPS, point.theta, algorithm, DIRECTION_DIM, support=support,
-                              n_tasks=int(10_000 * scale), seed=1 + ALGORITHMS.index(algorithm), **SETTING)
-        return interval_check(f"fixed_points.{algorithm}_direction_{_label(support)}",
-                              f"2 groups (a=1, 0.1; m=±1; v=0.2), d=2, α=0.5, k=2, K={support}, s²=0.1: "
-                              f"mean outer direction at θ* (1ᵀD/d)", 0.0, est)
-    check.__name__ = f"check_{algorithm}_direction_{_label(support)}"
-    return check
+def _direction(scale: float, algorithm: str, support) -> Check:
+    point = fixed_points(GROUPS, DIRECTION_DIM, support=support, **SETTING)[algorithm]
+    est = outer_direction(GROUPS, point.theta, algorithm, DIRECTION_DIM, support=support,
+                          n_tasks=int(10_000 * scale), seed=1 + ALGORITHMS.index(algorithm), **SETTING)
+    return interval_check(f"fixed_points.{algorithm}_direction_{_label(support)}",
+                          f"2 groups (a=1, 0.1; m=±1; v=0.2), d=2, α=0.5, k=2, K={support}, s²=0.1: "
+                          f"mean outer direction at θ* (1ᵀD/d)", 0.0, est)
+
+
+def _meta_trained(scale: float, algorithm: str, support) -> Check:
+    theory = fixed_points(GROUPS, TRAIN_DIM, support=support, **SETTING)[algorithm].theta[0]
+    runs = 5  # the interval is Student-t over runs; 60 iterations at least, so the transient has decayed
+    trained = meta_trained_fixed_point(GROUPS, algorithm, TRAIN_DIM, support=support, runs=runs,
+                                       iterations=int(80 * scale) + 60, seed=20, **SETTING)
+    unit = abs(theory) if theory != 0 else 1.0  # relative to |θ*|, as every optimum check
+    allowed = stats.t.ppf(0.9995, runs - 1) * trained.stderr[0] / unit
+    return optimum_check(f"fixed_points.{algorithm}_meta_trained_{_label(support)}",
+                         f"d=1, α=0.5, k=2, K={support}, s²=0.1: SGD (constant, then cosine decay), {runs} runs",
+                         theory, trained.theta[0], abs(trained.theta[0] - theory) / unit, allowed,
+                         f"|θ − θ*|/|θ*| vs t_{runs - 1}(99.95%)·se/|θ*| over runs")
+
+
+def check_maml_direction_K5(scale: float) -> Check:
+    return _direction(scale, "maml", 5)
+
+
+def check_fomaml_direction_K5(scale: float) -> Check:
+    return _direction(scale, "fomaml", 5)
+
+
+def check_reptile_direction_K5(scale: float) -> Check:
+    return _direction(scale, "reptile", 5)
+
+
+def check_erm_direction_K5(scale: float) -> Check:
+    return _direction(scale, "erm", 5)
+
+
+def check_maml_direction_inf(scale: float) -> Check:
+    return _direction(scale, "maml", math.inf)
+
+
+def check_fomaml_direction_inf(scale: float) -> Check:
+    return _direction(scale, "fomaml", math.inf)
+
+
+def check_reptile_direction_inf(scale: float) -> Check:
+    return _direction(scale, "reptile", math.inf)
+
+
+def check_erm_direction_inf(scale: float) -> Check:
+    return _direction(scale, "erm", math.inf)
 
 
 def check_repelling_rate(scale: float) -> Check:
@@ -48,19 +90,36 @@ def check_repelling_rate(scale: float) -> Check:
                           point.rate, est)
 
 
-def _meta_trained_check(algorithm: str, support):
-    def check(scale: float) -> Check:
-        theory = fixed_points(GROUPS, TRAIN_DIM, support=support, **SETTING)[algorithm].theta[0]
-        runs = 5  # the interval is Student-t over runs; 60 iterations at least, so the transient has decayed
-        trained = meta_trained_fixed_point(GROUPS, algorithm, TRAIN_DIM, support=support, runs=runs,
-                                           iterations=int(80 * scale) + 60, seed=20, **SETTING)
-        allowed = stats.t.ppf(0.9995, runs - 1) * trained.stderr[0]
-        return optimum_check(f"fixed_points.{algorithm}_meta_trained_{_label(support)}",
-                             f"d=1, α=0.5, k=2, K={support}, s²=0.1: SGD (constant, then cosine decay), {runs} runs",
-                             theory, trained.theta[0], abs(trained.theta[0] - theory), allowed,
-                             f"|θ − θ*| vs t_{runs - 1}(99.95%)·se over runs")
-    check.__name__ = f"check_{algorithm}_meta_trained_{_label(support)}"
-    return check
+def check_maml_meta_trained_K5(scale: float) -> Check:
+    return _meta_trained(scale, "maml", 5)
+
+
+def check_fomaml_meta_trained_K5(scale: float) -> Check:
+    return _meta_trained(scale, "fomaml", 5)
+
+
+def check_reptile_meta_trained_K5(scale: float) -> Check:
+    return _meta_trained(scale, "reptile", 5)
+
+
+def check_erm_meta_trained_K5(scale: float) -> Check:
+    return _meta_trained(scale, "erm", 5)
+
+
+def check_maml_meta_trained_inf(scale: float) -> Check:
+    return _meta_trained(scale, "maml", math.inf)
+
+
+def check_fomaml_meta_trained_inf(scale: float) -> Check:
+    return _meta_trained(scale, "fomaml", math.inf)
+
+
+def check_reptile_meta_trained_inf(scale: float) -> Check:
+    return _meta_trained(scale, "reptile", math.inf)
+
+
+def check_erm_meta_trained_inf(scale: float) -> Check:
+    return _meta_trained(scale, "erm", math.inf)
 
 
 def check_rescaled_loss(scale: float) -> Check:
@@ -71,5 +130,9 @@ def check_rescaled_loss(scale: float) -> Check:
     return identity_check("fixed_points.rescaled_loss", "d=2, K=5, k=2, α=0.5, s²=0.1, θ=(0.3, −0.2)", mine, direct)
 
 
-CHECKS = ([_direction_check(a, k) for k in (5, math.inf) for a in ALGORITHMS] + [check_repelling_rate]
-          + [_meta_trained_check(a, k) for k in (5, math.inf) for a in ALGORITHMS] + [check_rescaled_loss])
+CHECKS = [check_maml_direction_K5, check_fomaml_direction_K5, check_reptile_direction_K5, check_erm_direction_K5,
+          check_maml_direction_inf, check_fomaml_direction_inf, check_reptile_direction_inf, check_erm_direction_inf,
+          check_repelling_rate,
+          check_maml_meta_trained_K5, check_fomaml_meta_trained_K5, check_reptile_meta_trained_K5,
+          check_erm_meta_trained_K5, check_maml_meta_trained_inf, check_fomaml_meta_trained_inf,
+          check_reptile_meta_trained_inf, check_erm_meta_trained_inf, check_rescaled_loss]
