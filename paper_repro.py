@@ -9,6 +9,7 @@
   python paper_repro.py formulas        every derived formula as LaTeX
   python paper_repro.py vision ...      few-shot image classification (MAML/ANIL ± LinNet ± KFO)
   python paper_repro.py finite-tasks    MAML on a finite task set: the best training step is negative
+  python paper_repro.py fixed-points ... MAML, FO-MAML, Reptile and ERM fixed points (--group …)
 
 Options go after the subcommand; options with no subcommand are the figures' (`--full --only 1,4`).
 Each subcommand's options are the fields of its config dataclass (simulations.options), and its
@@ -53,6 +54,9 @@ COMMANDS = {
                       "few-shot image classification: MAML or ANIL on a conv net", prints_json=True),
     "finite-tasks": Command("simulations.experiments.finite_tasks", "FiniteTasksConfig",
                             "MAML on a finite task set: test loss against the training step α_t", prints_json=True),
+    "fixed-points": Command("simulations.experiments.fixed_points", "FixedPointsConfig",
+                            "fixed points of MAML, FO-MAML, Reptile and ERM on tasks of different hardness",
+                            prints_json=True),
 }
 
 

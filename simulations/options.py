@@ -8,6 +8,8 @@ turns every field into one option, its type read from the annotation:
 
   int, float, str    a value (numbers must be finite)         bool       a switch (store_true)
   tuple[X, ...]      a comma-separated list of X ('' = empty)  X | None   an optional X (default None)
+  tuple[X, ...] with ``repeat=True``: one X per occurrence of the option (``--group A --group B``),
+             read by ``parse``; absent, the field keeps its default
 
 ``config_from_args(Config, args)`` builds the config from the parsed namespace; the config's own
 ``__post_init__`` then checks the ranges and raises ParameterError naming the field, which
@@ -24,11 +26,13 @@ import typing
 from theory.errors import require_int
 
 
-def option(default, help: str, *, flag: str | None = None, choices=None, parse=None, metavar: str | None = None):
+def option(default, help: str, *, flag: str | None = None, choices=None, parse=None, metavar: str | None = None,
+           repeat: bool = False):
     """A config field with its command-line help (``flag`` overrides ``--field-name``; ``parse``, a
-    converter from the option's text, overrides the one read from the annotation, with ``metavar``)."""
+    converter from the option's text, overrides the one read from the annotation, with ``metavar``;
+    ``repeat``: the option may be given several times, each occurrence one element of a tuple field)."""
     metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None,
-                "parse": parse, "metavar": metavar}
+                "parse": parse, "metavar": metavar, "repeat": repeat}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -102,6 +106,9 @@ def _argument(field: dataclasses.Field, hint) -> dict:
         raise TypeError(f"field {field.name!r} has no help text: declare it with option(default, help)")
     choices, default = field.metadata.get("choices"), field.default
     text = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
+    if field.metadata.get("repeat"):
+        return {"type": field.metadata.get("parse"), "metavar": field.metadata.get("metavar"), "action": "append",
+                "help": text + " (repeat the option for each element)"}
     if field.metadata.get("parse") is not None:
         shown = "" if default is None else f" (default: {default})"
         return {"type": field.metadata["parse"], "metavar": field.metadata.get("metavar"), "help": text + shown}
@@ -130,13 +137,19 @@ def add_options(parser: argparse.ArgumentParser, config) -> None:
     """One ``--field-name`` option per field of the dataclass ``config``; dest = field name."""
     hints = typing.get_type_hints(config)
     for field in dataclasses.fields(config):
-        parser.add_argument(flag_of(field), dest=field.name, default=field.default,
-                            **_argument(field, hints[field.name]))
+        default = None if field.metadata.get("repeat") else field.default  # append must not extend the default
+        parser.add_argument(flag_of(field), dest=field.name, default=default, **_argument(field, hints[field.name]))
 
 
 def config_from_args(config, args: argparse.Namespace):
     """The frozen ``config`` built from the parsed options (its __post_init__ checks the ranges)."""
-    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})
+    def value(f: dataclasses.Field):
+        given = getattr(args, f.name)
+        if f.metadata.get("repeat"):
+            return f.default if given is None else tuple(given)
+        return given
+
+    return config(**{f.name: value(f) for f in dataclasses.fields(config)})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Meta-training with Adam and evaluation on fresh tasks (mean and 95% interval)."""
+"""Meta-training (MAML, FO-MAML or Reptile; Adam or SGD) and evaluation on fresh tasks (mean and 95% interval)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,11 +8,14 @@ import torch
 from tqdm.auto import tqdm
 
 from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, meta_loss, task_losses
+from simulations.reptile import reptile_direction
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator
-from theory.errors import DivergenceError, require_int, require_real
+from theory.errors import DivergenceError, ParameterError, require_int, require_real
 
 TaskSampler = Callable[[int, torch.Generator], TaskBatch]  # (n_tasks, generator) -> batch
+OUTER = ("maml", "reptile")  # the outer direction: the meta-loss gradient (FO-MAML via inner.first_order) or θ − θ_k
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 @dataclass
@@ -29,7 +32,8 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
                meta_batch: int = 32, meta_lr: float = 1e-3, seed: int = 0,
                transform: GradientTransform | None = None, learn_init: bool = True,
                lr_decay: bool = False, progress: bool | str = False,
-               on_step: Callable[[int, Params, Params], None] | None = None) -> MetaTrainResult:
+               on_step: Callable[[int, Params, Params], None] | None = None, outer: str = "maml",
+               optimizer: str = "adam") -> MetaTrainResult:
     """Minimise the MAML objective with Adam over θ (and the transform's parameters, if any).
 
     Each iteration draws a fresh meta-batch from ``sampler`` with a generator seeded from
@@ -37,8 +41,16 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     ``lr_decay`` anneals the meta learning rate by cosine to 0, so the final iterate settles
     (used where a meta-trained optimum is compared with its prediction). ``on_step(i, θ, φ)`` is
     called before the first update (i = 0) and after update i (i = 1 … iterations), e.g. to record
-    learning curves.
+    learning curves. ``outer="reptile"`` writes Reptile's direction θ − mean_τ θ_k,τ (simulations.reptile)
+    into θ's gradient instead (no learned transform; the history is the same post-adaptation query loss);
+    with ``optimizer="sgd"`` the update is the usual Reptile step θ ← θ + ε (mean_τ θ_k,τ − θ), ε = meta_lr.
     """
+    if outer not in OUTER:
+        raise ParameterError("outer", outer, f"one of {OUTER}")
+    if optimizer not in OPTIMIZERS:
+        raise ParameterError("optimizer", optimizer, f"one of {tuple(OPTIMIZERS)}")
+    if outer == "reptile" and (not learn_init or (transform is not None and transform.params)):
+        raise ParameterError("outer", outer, "'maml' where a transform is learned or θ is not (Reptile moves θ only)")
     iterations = require_int("iterations", iterations, 0)
     meta_batch = require_int("meta_batch", meta_batch, 1)
     require_real("meta_lr", meta_lr, 0.0, strict=True)
@@ -48,7 +60,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     for p in params.values():
         p.requires_grad_(learn_init)
     objective = _objective(model, transform)
-    opt = torch.optim.Adam(leaves, lr=meta_lr)
+    opt = OPTIMIZERS[optimizer](leaves, lr=meta_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iterations, 1)) if lr_decay else None
     gen = make_generator(seed)
     history = []
@@ -57,11 +69,18 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     if on_step is not None:
         on_step(0, params, t_params)
     for it in bar:
-        loss = objective(model, params, sampler(meta_batch, gen), inner, transform)
+        if outer == "reptile":
+            direction, loss = reptile_direction(model, params, sampler(meta_batch, gen), inner, transform)
+        else:
+            loss = objective(model, params, sampler(meta_batch, gen), inner, transform)
         if not torch.isfinite(loss):
             raise DivergenceError(it, loss.item())
         opt.zero_grad()
-        loss.backward()
+        if outer == "reptile":
+            for name, p in params.items():
+                p.grad = direction[name].clone()
+        else:
+            loss.backward()
         opt.step()
         if schedule is not None:
             schedule.step()

@@ -26,6 +26,7 @@ from simulations.options import flag_of
 from tests.helpers import assert_close
 from theory import preconditioned_maml, shallow_maml
 from theory.bayes_floor import bayes_optimal_loss
+from theory.fixed_points import TaskGroup
 from theory.task_family import LinearTaskFamily
 
 VALID_FIGURES = "valid: " + ",".join(map(str, sorted(FIGURES)))
@@ -51,6 +52,8 @@ def _error_lines(stderr: str) -> list[str]:
 # fields whose generic non-default value (below) would be invalid (the spectra need exactly d = 50 values)
 EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "input_spectrum": (2.0,) * 50,
             "train_alpha": (0.5, -0.5)}
+REPEATED = {"groups": (["prob=0.3,input-var=2,task-mean=1", "--group", "prob=0.7,input-var=1,task-mean=0,task-var=1"],
+                       (TaskGroup(0.3, 2.0, 1.0), TaskGroup(0.7, 1.0, 0.0, 1.0)))}  # options given once per element
 
 
 def _non_default(field: dataclasses.Field, hint) -> tuple[list[str], object]:
@@ -59,6 +62,8 @@ def _non_default(field: dataclasses.Field, hint) -> tuple[list[str], object]:
     kind = typing.get_args(hint)[0] if type(None) in typing.get_args(hint) else hint
     if kind is bool:
         return [], True
+    if field.metadata.get("repeat"):
+        return REPEATED[field.name]
     if field.name in EXAMPLES and isinstance(EXAMPLES[field.name], tuple):
         return [",".join(map(str, EXAMPLES[field.name]))], EXAMPLES[field.name]
     if field.name in EXAMPLES:

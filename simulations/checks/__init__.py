@@ -15,6 +15,7 @@ from simulations.checks import (
     bayes_floor,
     deep_linear,
     finite_tasks,
+    fixed_points,
     logistic,
     preconditioned_maml,
     scalar_deep,
@@ -29,7 +30,7 @@ __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_che
 REGISTRY: dict[str, list[Callable[[float], Check]]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
     for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, logistic, scalar_deep,
-                   bayes_floor, wishart_words, anil_width, finite_tasks)
+                   bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points)
 }  # theory stem -> its checks
 CHECKS: list[Callable[[float], Check]] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
