@@ -280,10 +280,11 @@ def _depth_panel(ax, points: list[dict], main: dict, results: dict) -> None:
 
 
 def _theory_at_trained(ax, points: list[dict], color: str = "#17becf") -> None:
-    for key, (label, marker) in THEORY_MARKERS.items():
+    """The closed forms at each point's trained weights, drawn just right of the point (so both show)."""
+    for shift, (key, (label, marker)) in zip((0.12, 0.24), THEORY_MARKERS.items()):
         have = [p for p in points if p[key] is not None]
         if have:
-            ax.plot([p["x"] for p in have], [p[key] for p in have], marker, color=color, markersize=5,
+            ax.plot([p["x"] + shift for p in have], [p[key] for p in have], marker, color=color, markersize=6,
                     fillstyle="none", linestyle="none", label=label)
 
 
