@@ -28,6 +28,7 @@ from figures import (
     fig6_phase_diagram,
     fig7_vision,
     fig8_many_steps,
+    fig9_beyond_identical_tasks,
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import save_figure, write_csv
@@ -38,7 +39,8 @@ from theory.errors import ParameterError, UsageError, require_int
 FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss_surface),
            3: ("depth_width", fig3_depth_width), 4: ("theory_vs_simulation", fig4_theory_vs_simulation),
            5: ("remedies", fig5_remedies),
-           6: ("phase_diagram", fig6_phase_diagram), 7: ("vision", fig7_vision), 8: ("many_steps", fig8_many_steps)}
+           6: ("phase_diagram", fig6_phase_diagram), 7: ("vision", fig7_vision), 8: ("many_steps", fig8_many_steps),
+           9: ("beyond_identical_tasks", fig9_beyond_identical_tasks)}
 
 
 def provenance() -> dict:

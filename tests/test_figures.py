@@ -32,6 +32,7 @@ from figures import (
     fig6_phase_diagram,
     fig7_vision,
     fig8_many_steps,
+    fig9_beyond_identical_tasks,
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE
@@ -54,6 +55,8 @@ TINY = {  # figure -> (module, its tiny profile); each figure takes a few second
                                         eval_tasks=10, width=4)),
     8: (fig8_many_steps, fig8_many_steps.Config(dims=(3, 10), k_max=6, ratios=(0.6, 1.2), sim_steps=(1, 2),
                                                 iterations=10, eval_tasks=50, seeds=2)),
+    9: (fig9_beyond_identical_tasks, fig9_beyond_identical_tasks.Config(runs=40, k_max=3, sim_steps=(1,), sim_runs=2,
+                                                                      sim_iterations=20)),
 }
 SUFFIXES = (".json", ".csv", ".pdf", ".png")
 
@@ -174,6 +177,7 @@ TINY_UNITS = {
     6: 1,  # one closed-form grid
     7: 1 * 2 * 2 * 3,  # digits only (omniglot is absent) × method × depth × remedy
     8: 2 * (1 + 2 * 2) + 2,  # dims × (theory + sim steps × seeds) + the d/K points of panel (b)
+    9: 1 + 4 * 1 * 2,  # panel (a) + algorithms × sim steps × supports (∞, 5)
 }
 
 
