@@ -413,7 +413,9 @@ def test_bench_json_prints_one_object_and_nothing_else():
     assert maml["gradients_agree"] is True
     assert set(report["kfo"]) == {"linear", "psd"}
     for ratios in report["kfo"].values():
-        assert set(ratios) == {"time_ratio", "memory_ratio"} and all(v > 0 for v in ratios.values())
+        assert set(ratios) == {"time_ratio", "memory_ratio", "closed_form"}
+        for pair in (ratios, ratios["closed_form"]):
+            assert pair["time_ratio"] > 0 and pair["memory_ratio"] > 0
     config = report["config"]
     assert (config["meta_batch"], config["threads"], config["iterations"]) == (2, 1, 1)
     assert config["at_goal_settings"] is False

@@ -291,13 +291,13 @@ def json_report(report: dict) -> dict:
 
     {"maml": {"batched_speedup", "low_rank_speedup", "closed_form_speedup" (paths of (b), loop time /
     path time), "shallow_closed_form_speedup" ((c)), "gradients_agree"}, "kfo": {form: {"time_ratio",
-    "memory_ratio"}} (KFO step / plain step), "config": the settings}; "vision" too with --vision.
+    "memory_ratio"} (KFO step / plain step, functional path), plus "closed_form": the same two on the
+    closed-form path (linear, psd)}, "config": the settings}; "vision" too with --vision.
     """
     maml = report["meta_training"]
     timing, shallow = maml["timing"], maml["closed_form"]
     out = {"maml": {f"{p}_speedup": timing[p]["ratio"] for p in PATHS[:-1]},
-           "kfo": {r["settings"]["form"]: {"time_ratio": r["time_ratio"], "memory_ratio": r["memory_ratio"]}
-                   for r in report["kfo_cost"]},
+           "kfo": {r["settings"]["form"]: _kfo_ratios(r) for r in report["kfo_cost"]},
            "config": {**maml["settings"], "goal_ratio": GOAL_RATIO,
                       "at_goal_settings": maml["goal"]["at_goal_settings"],
                       "kfo_forms": [r["settings"]["form"] for r in report["kfo_cost"]]}}
@@ -307,6 +307,14 @@ def json_report(report: dict) -> dict:
     if report["vision"] is not None:
         out["vision"] = report["vision"]
     return out
+
+
+def _kfo_ratios(result: dict) -> dict:
+    """The functional path's KFO/plain ratios and, for the linear and psd forms, the closed-form path's."""
+    ratios = {"time_ratio": result["time_ratio"], "memory_ratio": result["memory_ratio"]}
+    if result["closed_form"] is not None:
+        ratios["closed_form"] = {k: result["closed_form"][k] for k in ("time_ratio", "memory_ratio")}
+    return ratios
 
 
 def format_report(report: dict) -> str:
