@@ -8,6 +8,9 @@ f(x) = W_L ⋯ W_1 x of depth L and width h, MAML with k inner steps of size α 
   (b) throughput: tasks per second of a full meta-training step (sample a batch, meta-loss,
       backward, Adam step), paths timed side by side in one process, repetitions interleaved
       in rotating order so drift and position effects cancel; ratio = median_i t_loop,i / t_path,i;
+      on a busy machine, 2 threads mostly measure how often each path waits for its second thread
+      (every op big enough to be split pays a barrier), so compare with --threads 1 before reading
+      a ratio as arithmetic;
   (c) the closed-form shallow meta-gradient (simulations.meta_gradient.shallow_meta_gradient).
 
 Paths: "batched" = simulations.maml.meta_loss (vmap over tasks, the toolkit's generic path), "loop" =
@@ -146,7 +149,8 @@ def benchmark_meta_training(dim: int = 100, depth: int = 3, width: int = 64, met
     """Meta-gradient agreement (a), meta-training throughput of each path (b), closed form (c).
 
     ``alpha`` = 0.05 stays below the shallow model's optimal step K/(K + d + 1) ≈ 0.09 at the defaults.
-    Returns settings, 'gradient_check' (order -> path -> parameter -> relative difference),
+    Returns settings, 'gradient_check' (order -> path -> parameter -> relative difference, for CHECKED paths),
+    'closed_form_check' (order -> parameter -> the closed-form path's relative difference),
     'max_rel_diff', 'gradients_agree', 'timing' (path -> summary; 'ratio' = loop time / path time),
     'ratio' (batched over loop), 'loss_track' (max relative meta-loss gap to the loop while training),
     'goal' and 'closed_form'.
