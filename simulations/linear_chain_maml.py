@@ -57,7 +57,8 @@ def closed_form_meta_loss(model: LinearChain, params: Params, batch: TaskBatch, 
     if inner.loss != "squared":
         raise ParameterError("loss", inner.loss, "'squared' (the closed-form inner gradient is the squared loss's)")
     if transform is not None and (transform.kronecker is None or inner.adapt_transform):
-        raise ParameterError("transform", transform.kronecker, "None or a linear/psd KFO with shared factors")
+        raise ParameterError("transform", transform.kronecker,
+                             "None or a linear or psd KFO with factors shared by the tasks (adapt_transform off)")
     names = [n for n, _ in model.named_parameters()]
     adapted = [i for i, n in enumerate(names) if n in adapted_names(model, inner)]
     weights = [params[n] for n in names]
