@@ -34,7 +34,8 @@ from theory.errors import DatasetError, DivergenceError, ParameterError, UsageEr
 
 
 class Command(NamedTuple):
-    module: str  # provides run(config, progress), format_report(report), optionally exit_status(report)
+    module: str  # provides run(config, progress), format_report(report), optionally exit_status(report) and
+    # json_report(report) (what --json prints, when it is not the whole report)
     config: str  # the config dataclass in ``module``: one option per field
     help: str
     prints_json: bool = False  # takes --json (simulations.options.Output)
@@ -47,7 +48,7 @@ COMMANDS = {
     "explore": Command("simulations.experiments.explore", "ExploreConfig", "the failure mode for one setting",
                        prints_json=True),
     "bench": Command("simulations.experiments.benchmark", "BenchConfig",
-                     "batched functional MAML vs a per-task loop"),
+                     "batched functional MAML vs a per-task loop", prints_json=True),
     "formulas": Command("simulations.experiments.formulas", "FormulasConfig",
                         "print every derived formula as LaTeX (Markdown)"),
     "vision": Command("simulations.experiments.vision", "VisionConfig",
@@ -142,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             report = module.run(config, progress=not output.json)
         except ParameterError as err:
             raise _option_error(err, command) from None
-        text = json.dumps(report, indent=2) if output.json else module.format_report(report)
+        if output.json:
+            text = json.dumps(module.json_report(report) if hasattr(module, "json_report") else report, indent=2)
+        else:
+            text = module.format_report(report)
         if text:
             print(text)
         return module.exit_status(report) if hasattr(module, "exit_status") else 0

@@ -168,7 +168,7 @@ def kfo_transform(params_or_model, form: str = "linear", names=None, bias: bool 
     def apply(grads: Params, p: Params) -> Params:
         return {n: update(g, p, n) if n in covered else g for n, g in grads.items()}
 
-    return GradientTransform(t_params, apply)
+    return GradientTransform(t_params, apply, form if form != "nonlinear" else None)
 
 
 def implied_preconditioner(left, right=None, form: str = "linear") -> torch.Tensor:

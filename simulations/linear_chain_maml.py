@@ -6,21 +6,32 @@ W'_l = W_l − α Σ_i D_l⁽ⁱ⁾ᵀ H_l⁽ⁱ⁾, so the adapted layer applie
 A W_lᵀ − α Σ_i (A H_l⁽ⁱ⁾ᵀ) D_l⁽ⁱ⁾: O(N K (in + out)) per task instead of O(in · out).
 The objective and its meta-gradient equal simulations.maml.meta_loss (tests: to 1e-10);
 ``meta_train`` uses this path for LinearChain models without a gradient transform.
+
+``closed_form_meta_loss`` is the same for the squared loss with the inner gradients written out
+instead of taken by autograd: for L_τ = ½ mean (Z_L − Y)² over the N = K·out entries of the output,
+D_L = (Z_L − Y)/N and D_l = D_{l+1} W'_{l+1} (back through layer l+1's current fast weight, itself
+in low-rank form: D W' = D W − α Σ_i (D D⁽ⁱ⁾ᵀ) H⁽ⁱ⁾). The inner loop then builds a plain forward
+graph, so the meta-gradient (second order included: D and H are functions of θ) is one ordinary
+backward pass with no double-backward graph. Tests hold it to meta_loss and the per-task loop.
+
+It also takes simulations.kfo's linear and psd transforms: U(G) = L G R + B applied to G = Dᵀ H is
+L Dᵀ H R + B = (D Lᵀ)ᵀ (H R) + B, so the factors become (D Lᵀ, H R) and B moves the layer's base
+weight by −αB per step; U costs O(K (out² + in²)) per task instead of O(out · in (out + in)).
 """
 from __future__ import annotations
 
 import torch
 
-from simulations.maml import LOSSES, InnerLoop, Params, adapted_names
+from simulations.maml import LOSSES, GradientTransform, InnerLoop, Params, adapted_names
 from simulations.models import LinearChain
 from simulations.tasks import TaskBatch
+from theory.errors import ParameterError
 
 
 def low_rank_meta_loss(model: LinearChain, params: Params, batch: TaskBatch,
                        inner: InnerLoop) -> torch.Tensor:
     """mean_τ L_query,τ(θ'_τ) for a LinearChain, batched over tasks (module doc)."""
-    if not isinstance(model, LinearChain):
-        raise TypeError(f"low_rank_meta_loss needs a LinearChain, got {type(model).__name__}")
+    _require_chain(model, "low_rank_meta_loss")
     names = [n for n, _ in model.named_parameters()]
     adapted = [i for i, n in enumerate(names) if n in adapted_names(model, inner)]
     weights = [params[n] for n in names]
@@ -36,6 +47,62 @@ def low_rank_meta_loss(model: LinearChain, params: Params, batch: TaskBatch,
             factors[i].append((d, inputs[i] if not inner.first_order else inputs[i].detach()))
     _, out = _chain_forward(weights, factors, batch.x_query, inner.alpha)  # (T, Q, out)
     return loss_fn(out.squeeze(-1) if squeeze else out, batch.y_query)
+
+
+def closed_form_meta_loss(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop,
+                          transform: GradientTransform | None = None) -> torch.Tensor:
+    """mean_τ L_query,τ(θ'_τ) for a LinearChain and the squared loss, inner gradients by hand (module doc);
+    ``transform``: None (plain step) or a linear or psd KFO (simulations.kfo), shared by the tasks."""
+    _require_chain(model, "closed_form_meta_loss")
+    if inner.loss != "squared":
+        raise ParameterError("loss", inner.loss, "'squared' (the closed-form inner gradient is the squared loss's)")
+    if transform is not None and (transform.kronecker is None or inner.adapt_transform):
+        raise ParameterError("transform", transform.kronecker,
+                             "None or a linear or psd KFO with factors shared by the tasks (adapt_transform off)")
+    names = [n for n, _ in model.named_parameters()]
+    adapted = [i for i, n in enumerate(names) if n in adapted_names(model, inner)]
+    weights = [params[n] for n in names]
+    kron = {i: _kronecker_factors(transform, names[i]) for i in adapted} if transform is not None else {}
+    factors: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in names]
+    for _ in range(inner.steps):
+        inputs, out = _chain_forward(weights, factors, batch.x_support, inner.alpha)  # (T, K, ·)
+        d = (out - batch.y_support.reshape(out.shape)) / (out.shape[1] * out.shape[2])  # (T, K, out_L) = D_L
+        grads = {}
+        for i in range(len(weights) - 1, adapted[0] - 1, -1):  # D_i, from the output down to the lowest adapted
+            grads[i] = d
+            if i > adapted[0]:
+                d = _back_through(weights[i], factors[i], d, inner.alpha)  # (T, K, in_i) = D_{i−1}
+        for i in adapted:
+            d, h = (grads[i], inputs[i]) if not inner.first_order else (grads[i].detach(), inputs[i].detach())
+            left, right, bias = kron.get(i, (None, None, None))
+            factors[i].append((d if left is None else d @ left.mT, h if right is None else h @ right))  # D Lᵀ, H R
+            if bias is not None:
+                weights[i] = weights[i] - inner.alpha * bias  # (out, in), shared by the tasks
+    _, out = _chain_forward(weights, factors, batch.x_query, inner.alpha)  # (T, Q, out)
+    return LOSSES["squared"](out.squeeze(-1) if model.widths[-1] == 1 else out, batch.y_query)
+
+
+def _kronecker_factors(transform: GradientTransform, name: str):
+    """(L, R, B) of a linear or psd KFO for one weight (LᵀL and RᵀR for psd); Nones where it passes G through."""
+    p = transform.params
+    left, right, bias = p.get(f"{name}:L"), p.get(f"{name}:R"), p.get(f"{name}:B")
+    if transform.kronecker == "psd":
+        left = None if left is None else left.mT @ left  # (out, out), ⪰ 0
+        right = None if right is None else right.mT @ right  # (in, in), ⪰ 0
+    return left, right, bias
+
+
+def _require_chain(model, caller: str) -> None:
+    if not isinstance(model, LinearChain):
+        raise TypeError(f"{caller} needs a LinearChain, got {type(model).__name__}")
+
+
+def _back_through(w: torch.Tensor, layer_factors, d: torch.Tensor, alpha: float) -> torch.Tensor:
+    """D W' = D (W − α Σ D⁽ⁱ⁾ᵀ H⁽ⁱ⁾) for D (T, K, out): the gradient at the layer's input, (T, K, in)."""
+    back = d @ w  # (T, K, in)
+    for d_i, h_i in layer_factors:
+        back = back - alpha * (d @ d_i.transpose(1, 2)) @ h_i  # (T, K, K_i) @ (T, K_i, in)
+    return back
 
 
 def _chain_forward(weights, factors, x: torch.Tensor, alpha: float):

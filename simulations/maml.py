@@ -78,6 +78,8 @@ class GradientTransform:
 
     params: Params
     apply: Callable[[Params, Params], Params]
+    kronecker: str | None = None  # "linear" or "psd" where apply is simulations.kfo's U(G) = L G R (+ B) on
+    # the keys '{name}:L', ':R', ':B' (then fast paths may apply it to G's factors); None otherwise
 
     def __call__(self, grads: Params) -> Params:
         """U_φ(grads) with this transform's own parameters φ."""
@@ -85,7 +87,7 @@ class GradientTransform:
 
     def with_params(self, params: Params) -> GradientTransform:
         """The same map U with other parameters (trained ones, or a task's fast copy)."""
-        return GradientTransform(params, self.apply)
+        return GradientTransform(params, self.apply, self.kronecker)
 
 
 def adapted_names(model: torch.nn.Module, inner: InnerLoop) -> list[str]:

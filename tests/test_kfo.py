@@ -239,3 +239,43 @@ def test_short_meta_training_beats_the_shallow_models_best_step():
     best_shallow = shallow_maml.best_post_adaptation_loss(family)
     assert est.mean + Z_CHECK * est.stderr < best_shallow, (est, best_shallow)
     assert np.isfinite(result.history).all()
+
+
+@pytest.mark.parametrize("form", ["linear", "psd"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("adapt", ["all", "head"])
+def test_closed_form_path_applies_kfo_to_the_gradient_factors(form, bias, first_order, adapt):
+    """closed_form_meta_loss with a KFO (U on G's rank-K factors, (D Lᵀ, H R), B on the base weight) against
+    the functional path's U(G) on each task's full G: same meta-loss and meta-gradient in θ and φ (float64)."""
+    from simulations.linear_chain_maml import closed_form_meta_loss
+
+    family = LinearTaskFamily.subspace(5, 3, 4, rank=2, seed=2)
+    model = deep_linear(5, 3, 4, seed=1)
+    batch = sample_regression_tasks(family, 4, 9)
+    transform = kfo_transform(model, form, names=model.head_name if adapt == "head" else None, bias=bias)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for value in transform.params.values():
+            value.add_(0.2 * torch.randn(value.shape, generator=gen, dtype=value.dtype))
+    inner = InnerLoop(0.2, steps=2, first_order=first_order, adapt=adapt)
+    grads = []
+    for objective in (meta_loss, closed_form_meta_loss):
+        params = initial_params(model)
+        loss = objective(model, params, batch, inner, transform)
+        grads.append((loss, torch.autograd.grad(loss, [*params.values(), *transform.params.values()])))
+    (ref_loss, ref), (loss, got) = grads
+    assert_close(loss.item(), ref_loss.item(), 1e-12)
+    for a, b in zip(got, ref):
+        assert_close(a.numpy(), b.numpy(), 1e-10)
+
+
+def test_closed_form_path_refuses_the_nonlinear_form():
+    from simulations.linear_chain_maml import closed_form_meta_loss
+
+    model = deep_linear(5, 2, 3)
+    transform = kfo_transform(model, "nonlinear")
+    assert transform.kronecker is None and kfo_transform(model, "psd").kronecker == "psd"
+    with pytest.raises(ParameterError) as info:
+        closed_form_meta_loss(model, initial_params(model), None, InnerLoop(0.1), transform)
+    assert info.value.parameter == "transform"

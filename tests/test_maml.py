@@ -117,3 +117,17 @@ def test_inner_loop_validates(kwargs, parameter):
     with pytest.raises(ParameterError) as info:
         InnerLoop(**kwargs)
     assert info.value.parameter == parameter
+
+
+def test_isotropic_sampler_skips_the_identity_product_bit_for_bit():
+    """x = A g with A = I exactly returns g itself: the same bytes as the explicit product g @ Iᵀ."""
+    from simulations.tasks import make_generator, sample_inputs
+
+    family = LinearTaskFamily.subspace(7, 3, 4, rank=2, seed=2)
+    assert np.array_equal(family.input_factor, np.eye(7))
+    fast = sample_inputs(family, (5, 7), make_generator(1))
+    g = torch.randn((5, 7, 7), generator=make_generator(1), dtype=torch.float32).to(torch.float64)
+    assert torch.equal(fast, g @ torch.eye(7, dtype=torch.float64).T)
+    skewed = LinearTaskFamily.subspace(7, 3, 4, rank=2, seed=2, input_cov=np.diag(np.arange(1.0, 8.0)))
+    x = sample_inputs(skewed, (5, 7), make_generator(1))
+    assert torch.equal(x, g @ torch.as_tensor(skewed.input_factor).T)

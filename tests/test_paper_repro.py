@@ -403,3 +403,25 @@ def test_verify_json_and_exit_status(tmp_path):
     assert f"{len(table) - len(failed)} passed, {len(failed)} failed" in proc.stdout
     # float64/sympy identities do not depend on the sample size: they pass at any scale
     assert all(row["passed"] for row in table if row["kind"] == "identity"), failed
+
+
+def test_bench_json_prints_one_object_and_nothing_else():
+    """`bench --json`: one JSON object on stdout (ratios measured in this run, the settings), nothing on stderr
+    (the memory profiler's start/stop lines go to fd 2 and must be silenced). Tiny run: no timing claims."""
+    proc = _script("bench", "--json", "--iterations", "1", "--meta-batch", "2", "--threads", "1",
+                   "--kfo-forms", "linear,psd", timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report) == {"maml", "kfo", "config"}
+    maml = report["maml"]
+    for key in ("batched_speedup", "low_rank_speedup", "closed_form_speedup"):
+        assert math.isfinite(maml[key]) and maml[key] > 0, key
+    assert maml["gradients_agree"] is True
+    assert set(report["kfo"]) == {"linear", "psd"}
+    for ratios in report["kfo"].values():
+        assert set(ratios) == {"time_ratio", "memory_ratio", "closed_form"}
+        for pair in (ratios, ratios["closed_form"]):
+            assert pair["time_ratio"] > 0 and pair["memory_ratio"] > 0
+    config = report["config"]
+    assert (config["meta_batch"], config["threads"], config["iterations"]) == (2, 1, 1)
+    assert config["at_goal_settings"] is False

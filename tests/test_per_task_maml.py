@@ -164,3 +164,55 @@ def test_k_step_theory_benchmark_reports_the_closed_form():
     assert result["optimal_alpha"] == optimal_step_size(family, 5)
     assert result["best_post_loss"] == best_post_adaptation_loss(family, 5)
     assert result["seconds"] > 0 and "k = 5" in format_k_step_theory(result)
+
+
+@pytest.mark.parametrize("adapt", ["all", "head"])
+@pytest.mark.parametrize("steps", [0, 1, 2])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_closed_form_inner_gradient_matches_loop(model_name, first_order, steps, adapt):
+    """The hand-written inner gradients (simulations.linear_chain_maml.closed_form_meta_loss) against the
+    per-task loop's autograd: the same meta-loss and meta-gradient (squared loss, float64)."""
+    from simulations.linear_chain_maml import closed_form_meta_loss
+
+    model, batch = _setup(model_name, "squared")
+    inner = InnerLoop(alpha=0.3, steps=steps, first_order=first_order, adapt=adapt)
+    loop_loss, loop_grads = _loop_gradient(model, batch, inner)
+    params = initial_params(model)
+    value = closed_form_meta_loss(model, params, batch, inner)
+    grads = torch.autograd.grad(value, list(params.values()))
+    what = f"closed form vs loop, {model_name}, {adapt}, k={steps}, first_order={first_order}"
+    assert_close(value.item(), loop_loss.item(), IDENTITY_TOL, f"{what}: meta-loss")
+    for (pname, _), g, ref in zip(model.named_parameters(), grads, loop_grads):
+        assert_close(g, ref, IDENTITY_TOL, f"{what}: ∂/∂{pname}")
+
+
+def test_closed_form_with_several_outputs_matches_batched():
+    """out > 1: D_L = (Z_L − Y)/(K·out), the mean over every output entry, as the squared loss takes it."""
+    from simulations.linear_chain_maml import closed_form_meta_loss
+
+    model = deep_linear(DIM, 2, 4, out=3, seed=1)
+    family = LinearTaskFamily.subspace(DIM, SUPPORT, QUERY, rank=3, seed=1)
+    base = sample_regression_tasks(family, TASKS, 1)
+    gen = torch.Generator().manual_seed(2)
+    y_s, y_q = (torch.randn(*t.shape, 3, generator=gen, dtype=torch.float64) for t in (base.y_support, base.y_query))
+    batch = type(base)(base.x_support, y_s, base.x_query, y_q)
+    inner = InnerLoop(alpha=0.3, steps=2)
+    p1, p2 = initial_params(model), initial_params(model)
+    g1 = torch.autograd.grad(meta_loss(model, p1, batch, inner), list(p1.values()))
+    g2 = torch.autograd.grad(closed_form_meta_loss(model, p2, batch, inner), list(p2.values()))
+    for a, b in zip(g1, g2):
+        assert_close(b, a, IDENTITY_TOL, "closed form vs batched, out = 3")
+
+
+def test_closed_form_rejects_other_losses_and_models():
+    from simulations.linear_chain_maml import closed_form_meta_loss
+    from theory.errors import ParameterError
+
+    model, batch = _setup("deep", "logistic")
+    with pytest.raises(ParameterError) as info:
+        closed_form_meta_loss(model, initial_params(model), batch, InnerLoop(alpha=0.1, loss="logistic"))
+    assert info.value.parameter == "loss"
+    other = torch.nn.Sequential(torch.nn.Linear(3, 1))
+    with pytest.raises(TypeError, match="LinearChain"):
+        closed_form_meta_loss(other, initial_params(other), None, InnerLoop(alpha=0.1))
