@@ -57,10 +57,10 @@ class Config(Profiles):
     rank: int = 2  # r: tasks on a 2-dimensional subspace
     depths: tuple[int, ...] = (1, 2, 3, 4, 5)  # panel (a); depth 1 is the shallow model
     width: int = 16  # hidden width in (a) and of the deep model in (c)
-    widths: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # panel (b), at depth 2
+    widths: tuple[int, ...] = (1, 2, 4, 16, 32)  # panel (b), at depth 2 (full profile: also 8)
     anil_widths: tuple[int, ...] = (1, 2, 4)  # panel (b): ANIL meta-trained at these widths
     gap_widths: tuple[int, ...] = (1, 2, 4)  # panels (b) and (d): depth-2 optimum and descent from each init
-    dims: tuple[int, ...] = (5, 10, 20, 40, 80)  # panel (c): d/K = 1 … 16
+    dims: tuple[int, ...] = (5, 10, 20, 80)  # panel (c): d/K = 1 … 16 (full profile: also 40)
     deep_depth: int = 2  # the deep model of panel (c)
     iterations: int = 600  # meta-training iterations per run (cosine-annealed, so the final iterate settles)
     meta_batch: int = 32
@@ -72,7 +72,7 @@ class Config(Profiles):
     seeds: int = 3  # independent runs for the 95% interval
 
     FULL: ClassVar[dict] = {"iterations": 2000, "meta_batch": 64, "eval_tasks": 20_000, "seeds": 10,
-                            "restarts": 6}
+                            "restarts": 6, "widths": (1, 2, 4, 8, 16, 32), "dims": (5, 10, 20, 40, 80)}
 
 
 def _settings(config: Config) -> dict[tuple[int, int, int, str], list[tuple[str, float]]]:

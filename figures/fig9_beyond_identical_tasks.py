@@ -57,7 +57,7 @@ class Config(Profiles):
     supports: tuple[float, ...] = (math.inf, 5)  # K
     sim_steps: tuple[int, ...] = (1, 3)  # meta-trained points at these k
     sim_runs: int = 4  # independent meta-training runs per point
-    sim_iterations: int = 150
+    sim_iterations: int = 120
 
     FULL: ClassVar[dict] = {"runs": 10_000, "sim_steps": (1, 2, 3, 4, 5, 6), "sim_runs": 10, "sim_iterations": 400}
 
@@ -134,7 +134,8 @@ def rows(results: dict) -> list[dict]:
     sims = {(s["algorithm"], s["steps"], s["support"]): s for s in results["simulation"]}
     for t in results["fixed_points"]:
         s = sims.get((t["algorithm"], t["steps"], t["support"]))
-        out.append({**blank, "panel": "b", "algorithm": t["algorithm"], "steps": t["steps"], "support": t["support"],
+        support = "∞" if t["support"] == "inf" else t["support"]  # K; the CSV's numbers are all finite
+        out.append({**blank, "panel": "b", "algorithm": t["algorithm"], "steps": t["steps"], "support": support,
                     "value": "" if t["theta"] is None else t["theta"], "stable": t["stable"],
                     "meta_trained": "" if s is None else s["theta"][0],
                     "meta_trained_ci95": "" if s is None else s["ci95"][0], "note": t["note"]})

@@ -162,7 +162,7 @@ BAD_INPUT = [  # (argv, the flag the message must name, words of the range descr
     (["explore", "--support", "0"], "--support", ">= 1"),
     (["explore", "--iterations", "-1"], "--iterations", ">= 0"),
     (["explore", "--bogus", "1"], "--bogus", "unrecognized"),
-    (["--only", "9"], "--only", VALID_FIGURES),
+    (["--only", str(max(FIGURES) + 1)], "--only", VALID_FIGURES),
     (["--only", "x"], "--only", VALID_FIGURES),
     (["--only", ""], "--only", VALID_FIGURES),
     (["nonsense"], "COMMAND", "invalid choice"),
