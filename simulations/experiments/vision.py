@@ -14,6 +14,11 @@ checkpoint of the same configuration continues it, and in float32 on the CPU end
 to the uninterrupted run. ``iterations`` may grow between runs (training goes on from the checkpoint;
 the history then keeps the earlier run's final validation check). Validation and test episodes come
 from their own generators at ``seed``: the same episodes at every check and for every method.
+
+Under ``torchrun --nproc_per_node N paper_repro.py vision …`` each meta-batch and each evaluation is
+split across the N processes (simulations.vision.distributed): the same episodes, the meta-gradient
+summed by one all-reduce, θ the same on every rank; rank 0 alone prints and writes the checkpoint,
+which any number of processes can resume.
 """
 from __future__ import annotations
 
@@ -64,7 +69,8 @@ class VisionConfig(Threads):
     inner_steps: int = option(1, "k inner steps, in training and at test (learn2learn: 1)")
     alpha: float = option(0.5, "inner step size α (learn2learn's fast_lr: 0.5)")
     meta_lr: float = option(0.003, "Adam's step size (learn2learn: 0.003)")
-    meta_batch: int = option(32, "T episodes per meta-step (learn2learn: 32)")
+    meta_batch: int = option(32, "T episodes per meta-step (learn2learn: 32); under torchrun a multiple of "
+                                 "the number of processes")
     iterations: int = option(1000, "meta-steps; the literature trains 60,000, days on a CPU")
     first_order: bool = option(False, "first-order MAML (FOMAML): drop the second-order terms")
     device: str = option("cpu", "torch device of the model and episodes: cpu, cuda or cuda:N")
