@@ -87,6 +87,7 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[str]:
     dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world)  # MASTER_ADDR/PORT from torchrun
     try:
         yield backend
+        dist.barrier()  # every rank done before any tears its connections down (not after an error: it would wait)
     finally:
         dist.destroy_process_group()
 
