@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             report = module.run(config, progress=not output.json)
         except ParameterError as err:
             raise _option_error(err, command) from None
+        if report is None:  # nothing to print: a torchrun process other than rank 0 (vision)
+            return 0
         if output.json:
             text = json.dumps(module.json_report(report) if hasattr(module, "json_report") else report, indent=2)
         else:

@@ -3,6 +3,8 @@
 #        make -f scripts/paper_runs.mk DATA=... omniglot-5w1s-maml-kfo-d4   (one run)
 # Each run checkpoints to runs/<name>.pt every two minutes and resumes if restarted; results go to
 # runs/<name>.json. The figure itself: python paper_repro.py --full --only 7 --data-root $(DATA).
+# The same runs as Dask tasks (a LocalCluster here, or a cluster with --scheduler ADDRESS):
+#        python scripts/paper_runs.py --data-root DATA [--workers N | --scheduler ADDRESS]
 PY ?= .venv/bin/python
 DEVICE ?= cuda
 DATA ?= data

@@ -1,6 +1,7 @@
 """Few-shot vision data: each on-disk form read from a tiny fixture copy written here, the split
-conventions (class-disjoint splits, Omniglot rotations kept with their character), precise errors
-for missing or corrupt files, the real scikit-learn digits, and the N-way K-shot episode sampler."""
+conventions (class-disjoint splits, rotations kept with their Omniglot character or digit), precise
+errors for missing or corrupt files, the real scikit-learn digits split by digit into (digit, rotation)
+classes, and the N-way K-shot episode sampler."""
 from __future__ import annotations
 
 import pickle
@@ -262,24 +263,40 @@ def test_mini_imagenet_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- digits and load_pool
-def test_digits_pools_split_images_of_all_ten_classes():
+DIGITS_SPLIT = {"train": "012345", "validation": "67", "test": "89"}
+
+
+def test_digits_classes_are_digit_rotation_pairs_split_by_digit():
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    indices = datasets._digits_indices(bunch.target)
-    every = np.concatenate([i for s in SPLITS for i in indices[s]])
-    assert len(every) == len(set(every.tolist())) == 1797  # disjoint, and together all images
-    for split in SPLITS:
-        pool = load_pool("digits", split)
-        assert pool.classes == tuple("0123456789") and pool.image_shape == (1, 8, 8)
-        for c, (x, idx) in enumerate(zip(pool.images, indices[split])):
-            assert np.all(bunch.target[idx] == c)
-            np.testing.assert_array_equal(x[:, 0].numpy(), bunch.images[idx] / 16)
-            share = len(idx) / np.sum(bunch.target == c)
-            assert abs(share - {"train": 0.6, "validation": 0.2, "test": 0.2}[split]) < 0.01
+    pools = {s: load_pool("digits", s) for s in SPLITS}
+    assert [len(p.classes) for p in pools.values()] == [24, 8, 8]
+    for split, pool in pools.items():
+        assert pool.name == f"digits/{split}" and pool.image_shape == (1, 8, 8)
+        assert list(pool.classes) == [f"{d}/{r}" for d in DIGITS_SPLIT[split] for r in ROTATIONS]
+        for i in range(0, len(pool.classes), 4):  # each digit: all its images, then their exact rotations
+            upright = pool.images[i]
+            digit = int(pool.classes[i][0])
+            np.testing.assert_array_equal(upright[:, 0].numpy(), bunch.images[bunch.target == digit] / 16)
+            for k in (1, 2, 3):
+                assert torch.equal(pool.images[i + k], torch.rot90(upright, k, dims=(2, 3)))
+                assert not torch.equal(pool.images[i + k], upright)
         x = torch.cat(pool.images)
-        assert x.min() == 0 and x.max() == 1
-    assert all(np.array_equal(a, b) for a, b in zip(indices["test"], datasets._digits_indices(bunch.target)["test"]))
+        assert x.dtype == torch.float32 and x.min() == 0 and x.max() == 1
+    digits = {s: {c.split("/")[0] for c in p.classes} for s, p in pools.items()}
+    assert not digits["train"] & digits["validation"] and not digits["train"] & digits["test"]
+    assert not digits["validation"] & digits["test"] and len(set.union(*digits.values())) == 10
+    assert sum(len(t) for p in pools.values() for t in p.images) == 4 * 1797  # every image, in four rotations
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_five_way_episodes_from_the_eight_class_digit_splits(split):
+    pool = load_pool("digits", split)
+    batch = episode_sampler(pool, 5, 1, 15)(6, torch.Generator().manual_seed(0))
+    assert batch.x_support.shape == (6, 5, 1, 8, 8) and batch.x_query.shape == (6, 75, 1, 8, 8)
+    with pytest.raises(ParameterError, match=f"ways = 9 .*<= 8 \\(the classes in digits/{split}\\)"):
+        episode_sampler(pool, 9, 1, 15)
 
 
 def test_load_pool_rejects_unknown_names_and_missing_roots(tmp_path):
@@ -363,8 +380,8 @@ def test_impossible_episodes_raise_parameter_error(kwargs, parameter, valid):
 
 def test_episodes_from_real_pools(omniglot):
     gen = torch.Generator().manual_seed(0)
-    batch = episode_sampler(load_pool("digits", "test"), 10, 5, 15)(4, gen)
-    assert batch.x_support.shape == (4, 50, 1, 8, 8) and batch.x_query.shape == (4, 150, 1, 8, 8)
+    batch = episode_sampler(load_pool("digits", "train"), 20, 5, 15)(4, gen)
+    assert batch.x_support.shape == (4, 100, 1, 8, 8) and batch.x_query.shape == (4, 300, 1, 8, 8)
     batch = episode_sampler(omniglot[1]["test"], 20, 1, 1)(3, gen)
     assert batch.x_support.shape == (3, 20, 1, 28, 28) and batch.y_query.shape == (3, 20)
 

@@ -4,7 +4,9 @@
   min_θ,φ mean_τ L_query,τ(θ'_τ)     (Adam, meta-batches of T episodes; L = cross-entropy)
 
 reported as the post-adaptation query accuracy on ``eval_tasks`` fresh test episodes, mean ± 95%
-interval (the literature's 600 tasks). Classes of the three splits are disjoint (digits: images).
+interval (the literature's 600 tasks). Classes of the three splits are disjoint, so the test
+accuracy is on novel classes; for digits a class is a (digit, rotation) pair, split by digit
+(0–5 train, 6–7 validation, 8–9 test: 24, 8 and 8 classes; simulations.vision.datasets).
 
 Checkpoints hold everything the rest of the run depends on (θ, φ, Adam's state, the episode
 generator's state, the iteration and history), written atomically; a run started on an existing
@@ -12,6 +14,11 @@ checkpoint of the same configuration continues it, and in float32 on the CPU end
 to the uninterrupted run. ``iterations`` may grow between runs (training goes on from the checkpoint;
 the history then keeps the earlier run's final validation check). Validation and test episodes come
 from their own generators at ``seed``: the same episodes at every check and for every method.
+
+Under ``torchrun --nproc_per_node N paper_repro.py vision …`` each meta-batch and each evaluation is
+split across the N processes (simulations.vision.distributed): the same episodes, the meta-gradient
+summed by one all-reduce, θ the same on every rank; rank 0 alone prints and writes the checkpoint,
+which any number of processes can resume.
 """
 from __future__ import annotations
 
@@ -31,8 +38,10 @@ from simulations.maml import GradientTransform, InnerLoop, Params, initial_param
 from simulations.options import Threads, flags, option
 from simulations.statistics import Estimate
 from simulations.tasks import make_generator
+from simulations.vision import distributed
 from simulations.vision.convnet import ConvNet, default_width, standard_convnet
 from simulations.vision.datasets import DATASETS, SPLITS, load_pool
+from simulations.vision.distributed import Ranks
 from simulations.vision.episodes import episode_sampler
 from theory.errors import DivergenceError, ParameterError, UsageError, require_int, require_real
 
@@ -60,7 +69,8 @@ class VisionConfig(Threads):
     inner_steps: int = option(1, "k inner steps, in training and at test (learn2learn: 1)")
     alpha: float = option(0.5, "inner step size α (learn2learn's fast_lr: 0.5)")
     meta_lr: float = option(0.003, "Adam's step size (learn2learn: 0.003)")
-    meta_batch: int = option(32, "T episodes per meta-step (learn2learn: 32)")
+    meta_batch: int = option(32, "T episodes per meta-step (learn2learn: 32); under torchrun a multiple of "
+                                 "the number of processes")
     iterations: int = option(1000, "meta-steps; the literature trains 60,000, days on a CPU")
     first_order: bool = option(False, "first-order MAML (FOMAML): drop the second-order terms")
     device: str = option("cpu", "torch device of the model and episodes: cpu, cuda or cuda:N")
@@ -127,36 +137,44 @@ def build_model(config: VisionConfig, image_shape) -> ConvNet:
                                 config.linnet_layers)
 
 
-def run_vision(config: VisionConfig, progress: bool = True, _stop_after: int | None = None) -> dict:
+def run_vision(config: VisionConfig, progress: bool = True, _stop_after: int | None = None,
+               ranks: Ranks | None = None) -> dict:
     """Meta-train and test one configuration; a JSON-able report (module doc). ``_stop_after``
-    (tests) ends training after that iteration, as an interruption would, and returns early."""
-    device = resolve_device(config.device)
+    (tests) ends training after that iteration, as an interruption would, and returns early.
+    ``ranks``: this process's place in an initialised process group (simulations.vision.distributed):
+    the meta-batches and evaluations are split across the ranks; only rank 0 writes checkpoints."""
+    device = resolve_device(config.device if ranks is None else ranks.device(config.device))
     pools = {s: load_pool(config.dataset, s, config.data_root) for s in SPLITS}
     smallest = min(len(t) for pool in pools.values() for t in pool.images)
     query = max(1, min(config.query, smallest - config.shots))  # the sampler rejects shots >= smallest
     samplers = {s: episode_sampler(pools[s], config.ways, config.shots, query) for s in SPLITS}
     model = build_model(config, pools["train"].image_shape).to(device)
     state = _State(model, config, device)
-    resumed_from = _load(state, config) if config.checkpoint and os.path.exists(config.checkpoint) else None
+    exists = config.checkpoint is not None and os.path.exists(config.checkpoint)
+    saved = _read(config) if exists and ranks is None else None
+    if ranks is not None:  # rank 0 reads; its contents (or error) go to every rank
+        saved = distributed.read_on_main(lambda: _read(config) if exists else None, ranks)
+    resumed_from = None if saved is None else _restore(state, saved)
     start, started = state.iteration, time.perf_counter()
-    _train(state, config, samplers, progress, _stop_after)
+    _train(state, config, samplers, progress, _stop_after, ranks)
     train_seconds = time.perf_counter() - started
     if state.iteration < config.iterations:
         return {"stopped_at": state.iteration, "resumed_from": resumed_from}
     started = time.perf_counter()
-    test = _accuracy(state, samplers["test"], config.eval_tasks, config.seed, config.meta_batch)
+    test = _accuracy(state, samplers["test"], config.eval_tasks, config.seed, config.meta_batch, ranks)
     done = state.iteration - start
-    return {"test_accuracy": test.mean, "ci95": test.ci95, "test_tasks": test.n,
-            "validation_accuracy": state.history["validation"][-1]["accuracy"]
-            if state.history["validation"] else None,
-            "classes": {s: len(pools[s].classes) for s in SPLITS}, "query_per_class": query,
-            "width": config.width or default_width(config.dataset),
-            "parameters": sum(p.numel() for p in state.params.values()),
-            "transform_parameters": sum(p.numel() for p in state.t_params.values()),
-            "config": config.as_dict(), "history": state.history, "resumed_from": resumed_from,
-            "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - started,
-            "throughput_tasks_per_s": done * config.meta_batch / (train_seconds - state.validation_seconds)
-            if done else None}
+    report = {"test_accuracy": test.mean, "ci95": test.ci95, "test_tasks": test.n,
+              "validation_accuracy": state.history["validation"][-1]["accuracy"]
+              if state.history["validation"] else None,
+              "classes": {s: len(pools[s].classes) for s in SPLITS}, "query_per_class": query,
+              "width": config.width or default_width(config.dataset),
+              "parameters": sum(p.numel() for p in state.params.values()),
+              "transform_parameters": sum(p.numel() for p in state.t_params.values()),
+              "config": config.as_dict(), "history": state.history, "resumed_from": resumed_from,
+              "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - started,
+              "throughput_tasks_per_s": done * config.meta_batch / (train_seconds - state.validation_seconds)
+              if done else None}
+    return report if ranks is None else report | {"processes": ranks.world}
 
 
 class _State:
@@ -176,55 +194,76 @@ class _State:
         self.history = {"meta_loss": [], "meta_accuracy": [], "validation": []}
 
 
-def _train(state: _State, config: VisionConfig, samplers, progress: bool, stop_after: int | None) -> None:
+def _train(state: _State, config: VisionConfig, samplers, progress: bool, stop_after: int | None,
+           ranks: Ranks | None) -> None:
     """Meta-steps from state.iteration to config.iterations (or stop_after), checkpointing on the way."""
     end = config.iterations if stop_after is None else min(stop_after, config.iterations)
     last_save = time.monotonic()
     bar = tqdm(total=config.iterations, initial=state.iteration, disable=None if progress else True,
                desc=f"{config.dataset} {config.method}", leave=False)
+    keep = None if ranks is None else ranks.share(config.meta_batch)  # this rank's episodes
+    writes = ranks is None or ranks.is_main
     while state.iteration < end:
-        batch = samplers["train"](config.meta_batch, state.generator).to(state.device)
+        batch = samplers["train"](config.meta_batch, state.generator, keep).to(state.device)
         out = task_losses(state.model, state.params, batch, state.inner, state.transform,
                           with_accuracy=True, with_pre=False)
-        loss = out["post_loss"].mean()  # mean_τ L_query,τ(θ'_τ)
-        if not torch.isfinite(loss):
-            raise DivergenceError(state.iteration, loss.item())
-        state.optimizer.zero_grad()
-        loss.backward()
+        loss, accuracy = _meta_gradient(state, out, config.meta_batch, ranks)  # mean_τ L_query,τ(θ'_τ)
         state.optimizer.step()
         state.iteration += 1
         state.history["meta_loss"].append(loss.item())
-        state.history["meta_accuracy"].append(out["post_accuracy"].mean().item())
+        state.history["meta_accuracy"].append(accuracy.item())
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if config.validation_tasks and (state.iteration == config.iterations or (
                 config.validate_every and state.iteration % config.validate_every == 0)):
             began = time.perf_counter()
             est = _accuracy(state, samplers["validation"], config.validation_tasks, config.seed,
-                            config.meta_batch)
+                            config.meta_batch, ranks)
             state.validation_seconds += time.perf_counter() - began
             state.history["validation"].append({"iteration": state.iteration, "accuracy": est.mean,
                                                 "ci95": est.ci95})
         every = config.checkpoint_every_iterations
-        if config.checkpoint and (time.monotonic() - last_save >= config.checkpoint_every_seconds
-                                  or (every and state.iteration % every == 0)):
+        if writes and config.checkpoint and (time.monotonic() - last_save >= config.checkpoint_every_seconds
+                                             or (every and state.iteration % every == 0)):
             _save(state, config)
             last_save = time.monotonic()
     bar.close()
-    if config.checkpoint:
+    if writes and config.checkpoint:
         _save(state, config)
 
 
-def _accuracy(state: _State, sampler, n_tasks: int, seed: int, chunk: int) -> Estimate:
-    """Post-adaptation query accuracy on n_tasks episodes from a generator at ``seed``, chunked."""
-    gen, parts = make_generator(seed), []
+def _meta_gradient(state: _State, out: dict, meta_batch: int, ranks: Ranks | None):
+    """θ.grad (and φ.grad) of the meta-batch's mean query loss; (that loss, the mean accuracy)."""
+    state.optimizer.zero_grad()
+    if ranks is None:
+        loss, accuracy = out["post_loss"].mean(), out["post_accuracy"].mean()
+        if torch.isfinite(loss):
+            loss.backward()
+    else:  # this rank's part, then the sum over ranks
+        loss, accuracy = distributed.all_reduce_meta_gradients(
+            out, meta_batch, [*state.params.values(), *state.t_params.values()])
+    if not torch.isfinite(loss):  # the same on every rank
+        raise DivergenceError(state.iteration, loss.item())
+    return loss, accuracy
+
+
+def _accuracy(state: _State, sampler, n_tasks: int, seed: int, chunk: int,
+              ranks: Ranks | None = None) -> Estimate:
+    """Post-adaptation query accuracy on n_tasks episodes from a generator at ``seed``, chunked
+    (with ``ranks``, each rank adapts its share of every chunk and the ranks add up the vector)."""
+    gen, accuracy = make_generator(seed), torch.zeros(n_tasks)  # (tasks,)
     with torch.no_grad():  # torch.func.grad inside still differentiates the inner loop
         for begin in range(0, n_tasks, chunk):
-            batch = sampler(min(chunk, n_tasks - begin), gen).to(state.device)
-            out = task_losses(state.model, state.params, batch, state.inner, state.transform,
-                              with_accuracy=True, with_pre=False)
-            parts.append(out["post_accuracy"].cpu())  # (tasks,)
-    return Estimate.from_samples(torch.cat(parts))
+            size = min(chunk, n_tasks - begin)
+            keep = range(size) if ranks is None else ranks.share(size)
+            batch = sampler(size, gen, keep).to(state.device)
+            if keep:
+                out = task_losses(state.model, state.params, batch, state.inner, state.transform,
+                                  with_accuracy=True, with_pre=False)
+                accuracy[begin + keep.start:begin + keep.stop] = out["post_accuracy"].cpu()
+    if ranks is not None:
+        accuracy = distributed.sum_over_ranks(accuracy.to(state.device)).cpu()
+    return Estimate.from_samples(accuracy)
 
 
 def _resume_key(config: VisionConfig) -> dict:
@@ -246,8 +285,9 @@ def _save(state: _State, config: VisionConfig) -> None:
                              f"a writable path ({exc.strerror or exc})") from None
 
 
-def _load(state: _State, config: VisionConfig) -> int:
-    """Restore ``state`` from config.checkpoint; ParameterError if it is unreadable or of another run."""
+def _read(config: VisionConfig) -> dict:
+    """The checkpoint at config.checkpoint, checked against ``config``; ParameterError if it is unreadable
+    or of another run. It holds no process count: a run resumes one written with any number of processes."""
     try:
         saved = torch.load(config.checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign, or not a torch file at all
@@ -264,6 +304,11 @@ def _load(state: _State, config: VisionConfig) -> int:
     if saved["iteration"] > config.iterations:
         raise ParameterError("iterations", config.iterations,
                              f"an integer >= {saved['iteration']}, the checkpoint's iteration")
+    return saved
+
+
+def _restore(state: _State, saved: dict) -> int:
+    """Load a checkpoint's contents into ``state``; its iteration."""
     with torch.no_grad():
         for group, stored in ((state.params, saved["params"]), (state.t_params, saved["transform_params"])):
             for name, p in group.items():
@@ -274,10 +319,18 @@ def _load(state: _State, config: VisionConfig) -> int:
     return state.iteration
 
 
-def run(config: VisionConfig, progress: bool = False) -> dict:
-    """``run_vision`` for ``paper_repro.py vision``: a divergence becomes a UsageError naming the steps."""
+def run(config: VisionConfig, progress: bool = False) -> dict | None:
+    """``run_vision`` for ``paper_repro.py vision``: a divergence becomes a UsageError naming the steps.
+    Under torchrun (WORLD_SIZE set) the run is data-parallel across the processes and only rank 0
+    returns the report (the others None: nothing to print)."""
+    ranks = distributed.ranks_from_environment()
     try:
-        return run_vision(config, progress)
+        if ranks is None:
+            return run_vision(config, progress)
+        ranks.require_divides(config.meta_batch)
+        with distributed.process_group(ranks, resolve_device(ranks.device(config.device))):
+            report = run_vision(config, progress and ranks.is_main, ranks=ranks)
+        return report if ranks.is_main else None
     except DivergenceError as err:
         flag = flags(VisionConfig)
         raise UsageError(f"argument {flag['alpha']}: {config.alpha:g} with {flag['meta_lr']} "

@@ -1,9 +1,10 @@
 """Few-shot class pools read offline from a data root: Omniglot, CIFAR-FS, mini-ImageNet, digits.
 
 A pool is one split of one dataset: a tuple of classes, each a float32 tensor (n_c, C, H, W) in
-[0, 1]. Splits are disjoint in classes (Omniglot, CIFAR-FS, mini-ImageNet: the standard few-shot
-splits) or, for the 10-class digits, in images. Nothing is downloaded; a missing or corrupt file
-raises DatasetError saying what was expected where and how to obtain it.
+[0, 1]. Splits are disjoint in classes: the standard few-shot splits of Omniglot, CIFAR-FS and
+mini-ImageNet, and for digits (digit, rotation) classes split by digit (0–5 train, 6–7 validation,
+8–9 test), so every split's classes are novel to the others. Nothing is downloaded; a missing or
+corrupt file raises DatasetError saying what was expected where and how to obtain it.
 
 The CIFAR-100 and mini-ImageNet files are pickles, and unpickling runs code: point ``data_root``
 only at files from a trusted source.
@@ -284,35 +285,35 @@ def _load_mini_imagenet(root: Path, split: str) -> ClassPool:
 
 
 # ---------------------------------------------------------------- digits
-_DIGITS_FRACTIONS = (0.6, 0.2)  # train, validation; test takes the rest of each class
-_DIGITS_SEED = 0
+_DIGITS_SPLIT = {"train": (0, 1, 2, 3, 4, 5), "validation": (6, 7), "test": (8, 9)}  # by digit: novel classes
 
 
 def _load_digits(root: Path | None, split: str) -> ClassPool:
-    """scikit-learn's 1797 8×8 digits (values 0..16 scaled to [0, 1]); all 10 classes in every
-    split, each class's images split 60/20/20 by a fixed permutation (disjoint images)."""
+    """scikit-learn's 1797 8×8 digits (values 0..16 scaled to [0, 1]) as 40 novel-split classes.
+
+    A class is a (digit, rotation) pair, rotation 0°, 90°, 180° or 270° counter-clockwise
+    (``torch.rot90``, exact): class "d/rotR" holds every image of digit d rotated by R, in the
+    dataset's order (174 to 183 images). The split is by digit, and a rotation stays with its
+    digit (as Omniglot's characters): digits 0–5 train (24 classes), 6–7 validation (8), 8–9 test
+    (8), so meta-test classes never appear in meta-training, in any rotation. Novel means unseen,
+    not unlike: 8 is nearly symmetric under 180° (mean images of 8/rot0 and 8/rot180 are 0.72
+    apart in L2, the median pair of classes 2.8), so those two test classes are hard to tell
+    apart, and 6/rot180 (validation) resembles 9/rot0 (test).
+    """
     try:
         from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
     except ImportError as exc:
         raise _error("digits", root, "scikit-learn is not installed", exc) from exc
     bunch = load_digits()
-    x = torch.from_numpy(bunch.images).float().div_(16)  # (1797, 8, 8)
-    indices = _digits_indices(bunch.target)[split]
-    return ClassPool(f"digits/{split}", tuple(str(c) for c in range(10)),
-                     tuple(x[torch.from_numpy(i)].unsqueeze(1).contiguous() for i in indices))
-
-
-def _digits_indices(target: np.ndarray) -> dict[str, list[np.ndarray]]:
-    """Per split, per class 0..9, the row indices of its images (disjoint across splits)."""
-    gen = torch.Generator().manual_seed(_DIGITS_SEED)
-    out = {s: [] for s in SPLITS}
-    for c in range(10):
-        members = np.flatnonzero(target == c)
-        members = members[torch.randperm(len(members), generator=gen).numpy()]
-        n_train, n_val = (round(f * len(members)) for f in _DIGITS_FRACTIONS)
-        for s, part in zip(SPLITS, np.split(members, [n_train, n_train + n_val])):
-            out[s].append(part)
-    return out
+    x = torch.from_numpy(bunch.images).float().div_(16).unsqueeze(1)  # (1797, 1, 8, 8)
+    target = torch.from_numpy(bunch.target)  # (1797,) digit of each image
+    classes, images = [], []
+    for digit in _DIGITS_SPLIT[split]:
+        upright = x[target == digit]  # (n_d, 1, 8, 8)
+        for degrees in _ROTATIONS:
+            classes.append(f"{digit}/rot{degrees}")
+            images.append(torch.rot90(upright, degrees // 90, dims=(2, 3)).contiguous())
+    return ClassPool(f"digits/{split}", tuple(classes), tuple(images))
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -336,6 +337,7 @@ DATASETS: dict[str, DatasetSpec] = {
         "learn2learn and MAML++) in <root>/mini-imagenet/"),
     "digits": DatasetSpec(
         _load_digits,
-        "no files: scikit-learn's bundled 8x8 digits (sklearn.datasets.load_digits)",
+        "no files: scikit-learn's bundled 8x8 digits (sklearn.datasets.load_digits); classes are (digit, "
+        "rotation by 0/90/180/270 degrees) pairs, split by digit: 0-5 train, 6-7 validation, 8-9 test",
         "pip install scikit-learn", needs_root=False),
 }
