@@ -44,7 +44,7 @@ class Config(Profiles):
     # LogR step still lowers the query loss (at 2.0 it raises it), so the baseline is not handicapped
     iterations: int = 400  # meta-training iterations per run (the curves are flat from about 200 on)
     eval_every: int = 50  # learning-curve resolution
-    eval_tasks: int = 2000  # evaluation tasks per point, the same for every seed and model (paired)
+    eval_tasks: int = 1000  # evaluation tasks per point, the same for every seed and model (paired)
     meta_batch: int = 32
     meta_lr: float = 0.01
     seeds: int = 3  # independent runs for the 95% interval

@@ -55,9 +55,9 @@ class Config(Profiles):
     support: int = 5  # K
     query: int = 20  # Q
     rank: int = 2  # r: tasks on a 2-dimensional subspace
-    depths: tuple[int, ...] = (1, 2, 3, 4, 5)  # panel (a); depth 1 is the shallow model
+    depths: tuple[int, ...] = (1, 2, 3, 5)  # panel (a); depth 1 is the shallow model (full profile: also 4)
     width: int = 16  # hidden width in (a) and of the deep model in (c)
-    widths: tuple[int, ...] = (1, 2, 4, 16, 32)  # panel (b), at depth 2 (full profile: also 8)
+    widths: tuple[int, ...] = (1, 2, 4, 16)  # panel (b), at depth 2 (full profile: also 8 and 32)
     anil_widths: tuple[int, ...] = (1, 2, 4)  # panel (b): ANIL meta-trained at these widths
     gap_widths: tuple[int, ...] = (1, 2, 4)  # panels (b) and (d): depth-2 optimum and descent from each init
     dims: tuple[int, ...] = (5, 10, 20, 80)  # panel (c): d/K = 1 … 16 (full profile: also 40)
@@ -72,7 +72,8 @@ class Config(Profiles):
     seeds: int = 3  # independent runs for the 95% interval
 
     FULL: ClassVar[dict] = {"iterations": 2000, "meta_batch": 64, "eval_tasks": 20_000, "seeds": 10,
-                            "restarts": 6, "widths": (1, 2, 4, 8, 16, 32), "dims": (5, 10, 20, 40, 80)}
+                            "restarts": 6, "depths": (1, 2, 3, 4, 5), "widths": (1, 2, 4, 8, 16, 32),
+                            "dims": (5, 10, 20, 40, 80)}
 
 
 def _settings(config: Config) -> dict[tuple[int, int, int, str], list[tuple[str, float]]]:

@@ -44,7 +44,7 @@ class Config(Profiles):
     linnet_layers: int = 2
     kfo_form: str = "linear"
     classification_alpha: float = 0.5  # as in figure 1
-    iterations: int = 400
+    iterations: int = 300
     meta_batch: int = 32
     meta_lr: float = 0.01
     eval_tasks: int = 2000
