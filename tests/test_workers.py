@@ -134,3 +134,22 @@ def test_workers_default_to_the_cores(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 5)
     assert FiguresConfig().local_workers == 5 and FiguresConfig(workers=1).local_workers == 1
     assert set(FIGURES) == set(TINY)
+
+
+def _worker_malloc_setting():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_local_workers_keep_glibc_malloc_trimming():
+    """Dask's 64 KiB MALLOC_TRIM_THRESHOLD_ makes every mid-sized tensor allocation page-fault (a figure-7 unit ran
+    twice as long); connect() starts its workers without it, and with one BLAS/OpenMP thread as Dask does."""
+    client = figures_cluster.connect(1, None)
+    try:
+        trim, omp = client.submit(_worker_malloc_setting, pure=False).result()
+    finally:
+        local = client.cluster
+        client.close()
+        local.close()
+    assert trim is None and omp == "1"
