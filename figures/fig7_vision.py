@@ -38,7 +38,7 @@ class Config(Profiles):
     data_root: str | None = None  # where Omniglot, CIFAR-FS and mini-ImageNet live (digits needs none)
     ways: int = 5
     shots: int = 1
-    iterations: int = 60  # meta-steps per run (literature: 60,000; the quick profile shows the trend, not the end)
+    iterations: int = 40  # meta-steps per run (literature: 60,000; the quick profile shows the trend, not the end)
     meta_batch: int = 16
     eval_tasks: int = 200  # test episodes per run (literature: 600)
     width: int | None = 16  # conv channels (None: 64 for Omniglot, 32 otherwise)

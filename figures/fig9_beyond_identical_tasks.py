@@ -56,7 +56,7 @@ class Config(Profiles):
     k_max: int = 6  # closed-form curves for k = 1 … k_max
     supports: tuple[float, ...] = (math.inf, 5)  # K
     sim_steps: tuple[int, ...] = (1, 3)  # meta-trained points at these k
-    sim_runs: int = 4  # independent meta-training runs per point
+    sim_runs: int = 3  # independent meta-training runs per point
     sim_iterations: int = 120
 
     FULL: ClassVar[dict] = {"runs": 10_000, "sim_steps": (1, 2, 3, 4, 5, 6), "sim_runs": 10, "sim_iterations": 400}
