@@ -169,3 +169,13 @@ class Output:
     """How a report is printed."""
 
     json: bool = option(False, "print one JSON object instead of the text report")
+
+
+def parse_support(text: str) -> int | float:
+    """A support-size option (--support): a positive integer, or 'inf' for the K → ∞ limit (math.inf)."""
+    if text.strip().lower() in ("inf", "infinity", "∞"):
+        return math.inf
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'inf'") from None

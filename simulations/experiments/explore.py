@@ -12,7 +12,6 @@ None and the default step is 0.5. ``format_report`` is the text the command line
 """
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import asdict, dataclass
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from simulations.maml import InnerLoop
 from simulations.model_zoo import MODEL_NAMES, ZooSpec, build_model, parse_models
-from simulations.options import Threads, flags, option
+from simulations.options import Threads, flags, option, parse_support
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from theory import shallow_maml
@@ -34,15 +33,6 @@ from theory.task_family import LinearTaskFamily
 TASKS = ("regression", "classification")
 CLASSIFICATION_ALPHA = 0.5  # no closed form picks α for the logistic loss; one LogR step still helps at 0.5
 
-
-def _support(text: str) -> int | float:
-    """--support: a positive integer, or 'inf' for the K → ∞ limit."""
-    if text.strip().lower() in ("inf", "infinity", "∞"):
-        return math.inf
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'inf'") from None
 
 
 def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
@@ -62,7 +52,7 @@ class ExploreConfig(Threads):
     dim: int = option(50, "input dimension d: the shallow model's failure grows with d/K")
     support: int | float = option(5, "support points K per task: few shots, so d ≫ K; 'inf' (with --theory-only): "
                                      "the K → ∞ limit, where the inner step uses the population gradient",
-                                  parse=_support, metavar="K")
+                                  parse=parse_support, metavar="K")
     query: int = option(20, "query points Q per task for the meta-loss")
     rank: int | None = option(None, "rank r of the task subspace (default 2: 2 dimensions, which a preconditioner "
                                     "can find); not with --task-spectrum")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from simulations.options import Threads, option
+from simulations.options import Threads, option, parse_support
 from simulations.twins.fixed_points import meta_trained_fixed_point
 from theory.errors import ParameterError, require_int, require_real
 from theory.fixed_points import ALGORITHMS, TaskGroup, check_groups, fixed_points
@@ -49,15 +49,6 @@ def parse_group(text: str) -> TaskGroup:
         raise argparse.ArgumentTypeError(f"{flag}={err.value!r} is out of range: {err.valid}") from None
 
 
-def _support(text: str) -> int | float:
-    """--support: a positive integer, or 'inf' for the population gradient."""
-    if text.strip().lower() in ("inf", "infinity", "∞"):
-        return math.inf
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'inf'") from None
-
 
 @dataclass(frozen=True)
 class FixedPointsConfig(Threads):
@@ -71,7 +62,7 @@ class FixedPointsConfig(Threads):
     alpha: float = option(0.5, "inner step size α: α·A = 0.5 for the easy group, 0.05 for the hard one")
     steps: int = option(1, "inner steps k on the same support set")
     support: int | float = option(math.inf, "support points K per task, or 'inf' (the population gradient)",
-                                  parse=_support, metavar="K|inf")
+                                  parse=parse_support, metavar="K|inf")
     noise_var: float = option(0.0, "label-noise variance s² (moves the losses, never the fixed points)", flag="--noise")
     simulate: bool = option(False, "also meta-train each algorithm on sampled tasks (a few seconds each)")
     runs: int = option(4, "independent meta-training runs per algorithm under --simulate (the interval is over them)")
