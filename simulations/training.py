@@ -34,7 +34,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
                lr_decay: bool = False, progress: bool | str = False,
                on_step: Callable[[int, Params, Params], None] | None = None, outer: str = "maml",
                optimizer: str = "adam") -> MetaTrainResult:
-    """Minimise the MAML objective with Adam over θ (and the transform's parameters, if any).
+    """Minimise the MAML objective with Adam (or SGD) over θ (and the transform's parameters, if any).
 
     Each iteration draws a fresh meta-batch from ``sampler`` with a generator seeded from
     ``seed``, so the run is reproducible. A non-finite meta-loss raises DivergenceError.

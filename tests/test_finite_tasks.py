@@ -10,7 +10,7 @@ import pytest
 
 import paper_repro
 from simulations.checks import MIN_SCALE, REGISTRY
-from simulations.experiments.finite_tasks import FiniteTasksConfig, run
+from simulations.experiments.finite_tasks import FiniteTasksConfig, offset_init, run, sample_training_sets
 from simulations.twins.finite_tasks import estimate_init_error
 from tests.helpers import assert_close, assert_within_ci
 from theory import finite_tasks, shallow_maml
@@ -19,7 +19,7 @@ from theory.task_family import LinearTaskFamily
 
 def _data(dim=12, tasks=3, support=5, query=2, runs=1, seed=0, noise_var=0.3, task_var=0.2):
     rng = np.random.default_rng(seed)
-    data = finite_tasks.sample_training_sets(dim, tasks, support, query, noise_var, task_var, runs, rng)
+    data = sample_training_sets(dim, tasks, support, query, noise_var, task_var, runs, rng)
     return data if runs > 1 else {k: v[0] for k, v in data.items()}
 
 
@@ -112,7 +112,7 @@ def test_approximation_is_exact_at_zero_step_and_absent_when_underparameterised(
     """At α_t = 0 the formula is E‖ω* − w₀‖² exactly (Wishart moments): Monte-Carlo over training sets."""
     d, m, n_t, n_v, s2, v, offset = 20, 3, 5, 2, 0.5, 0.02, 0.4
     family = LinearTaskFamily(d, n_t, n_v, s2, task_factor=np.sqrt(v) * np.eye(d))
-    init = finite_tasks.offset_init(d, offset, np.random.default_rng(5))
+    init = offset_init(d, offset, np.random.default_rng(5))
     est = estimate_init_error(family, m, 0.0, init, 600, seed=6)
     assert_within_ci(finite_tasks.approximate_init_error(d, m, n_t, n_v, s2, v, offset, 0.0), est, "E‖ω* − w₀‖²")
     assert finite_tasks.approximate_init_error(7, 3, 5, 2, s2, v, offset, 0.0) is None  # d = m·n_v + 1

@@ -127,24 +127,3 @@ def approximate_test_loss(family: LinearTaskFamily, test_alpha: float, init_erro
         raise ParameterError("family", "non-isotropic inputs", "Σx = I (the setting of this approximation)")
     point = family.task_mean + np.sqrt(init_error) * np.eye(family.dim)[0]
     return float(post_adaptation_loss(family, point, test_alpha))
-
-
-def offset_init(dim: int, init_offset: float, rng: np.random.Generator, task_mean=None) -> np.ndarray:
-    """ω₀ = w₀ + init_offset · u, u a unit vector drawn from ``rng`` (the expectations do not depend on u)."""
-    mean = np.zeros(dim) if task_mean is None else np.asarray(task_mean, float)
-    direction = rng.standard_normal(dim)
-    return mean + require_real("init_offset", init_offset, 0.0) * direction / np.linalg.norm(direction)
-
-
-def sample_training_sets(dim: int, tasks: int, train_support: int, train_query: int, noise_var: float,
-                         task_var: float, runs: int, rng: np.random.Generator, task_mean=None) -> dict:
-    """``runs`` independent training sets of m tasks (module doc), as numpy arrays with a leading (runs,) axis."""
-    d, m = dim, tasks
-    mean = np.zeros(d) if task_mean is None else np.asarray(task_mean, float)
-    weights = mean + np.sqrt(task_var) * rng.standard_normal((runs, m, d))  # (R, m, d)
-    out = {}
-    for part, n in (("support", train_support), ("query", train_query)):
-        x = rng.standard_normal((runs, m, n, d))  # (R, m, n, d)
-        out[f"x_{part}"] = x
-        out[f"y_{part}"] = (x @ weights[..., None])[..., 0] + np.sqrt(noise_var) * rng.standard_normal((runs, m, n))
-    return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulations.checks.rules import Check, identity_check, interval_check
+from simulations.experiments.finite_tasks import offset_init, sample_training_sets
 from simulations.twins.finite_tasks import (
     estimate_init_error,
     estimate_test_loss,
@@ -23,8 +24,8 @@ PAPER = {"dim": 60, "tasks": 3, "train_support": 30, "train_query": 2, "noise_va
 def _training_set(setting: dict, runs: int, seed: int, init_offset: float) -> tuple[dict, np.ndarray]:
     """``runs`` numpy training sets of ``setting`` and an ω₀ at distance init_offset from w₀ = 0."""
     rng = np.random.default_rng(seed)
-    init = finite_tasks.offset_init(setting["dim"], init_offset, rng)
-    return finite_tasks.sample_training_sets(**setting, runs=runs, rng=rng), init
+    init = offset_init(setting["dim"], init_offset, rng)
+    return sample_training_sets(**setting, runs=runs, rng=rng), init
 
 
 def _gd_check(name: str, setting: dict, alpha: float, seed: int) -> Check:
@@ -69,7 +70,7 @@ def check_test_loss(scale: float) -> Check:
 def check_init_error_at_zero_step(scale: float) -> Check:
     d, m, n_t, n_v, s2, v, offset = 40, 4, 10, 3, 0.7, 0.01, 0.5
     family = LinearTaskFamily(d, n_t, n_v, s2, task_factor=np.sqrt(v) * np.eye(d))
-    init = finite_tasks.offset_init(d, offset, np.random.default_rng(6))
+    init = offset_init(d, offset, np.random.default_rng(6))
     est = estimate_init_error(family, m, 0.0, init, int(2000 * scale), seed=7)
     return interval_check("finite_tasks.init_error_zero_step",
                           f"d={d}, m={m}, n_t={n_t}, n_v={n_v}, s²={s2}, V={v}, ‖ω₀ − w₀‖={offset}, α_t=0 "
