@@ -41,13 +41,14 @@ def connect(workers: int, scheduler: str | None) -> Client:
     dask_default = str(dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_", default=""))
     # Dask also writes its pre-spawn values into this process's os.environ (they stay after a cluster closes), so
     # a value left by an earlier cluster here would reach the new workers anyway: drop it while they start
-    left_over = os.environ.get("MALLOC_TRIM_THRESHOLD_") == dask_default and os.environ.pop("MALLOC_TRIM_THRESHOLD_")
+    left_over = (os.environ.pop("MALLOC_TRIM_THRESHOLD_")
+                 if os.environ.get("MALLOC_TRIM_THRESHOLD_") == dask_default else None)
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=logging.ERROR)  # not the workers' routine warnings on closing
     finally:
-        if left_over:
+        if left_over is not None:
             os.environ["MALLOC_TRIM_THRESHOLD_"] = left_over
     return Client(cluster, set_as_default=False)
 
