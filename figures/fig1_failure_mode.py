@@ -17,10 +17,10 @@ import torch
 
 from figures.checkpoint import run_units
 from figures.common import COLORS, Profiles, draw_reference_losses, mean_ci95
-from simulations.maml import InnerLoop, task_losses
+from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import make_generator, sample_classification_tasks, sample_regression_tasks
-from simulations.training import meta_train
+from simulations.training import batched_task_losses, meta_train
 from theory.shallow_maml import optimal_step_size, reference_losses
 from theory.task_family import LinearTaskFamily
 
@@ -78,7 +78,7 @@ def _curve(name: str, panel: str, family: LinearTaskFamily, config: Config, seed
             return
         with torch.no_grad():
             learned = transform.with_params(t_params) if transform else None
-            out = task_losses(model, params, eval_batch, inner, learned, with_accuracy=with_accuracy)
+            out = batched_task_losses(model, params, eval_batch, inner, learned, with_accuracy=with_accuracy)
         curve["iteration"].append(i)
         curve["post_loss"].append(out["post_loss"].mean().item())
         curve["pre_loss"].append(out["pre_loss"].mean().item())

@@ -20,18 +20,94 @@ weight by −αB per step; U costs O(K (out² + in²)) per task instead of O(out
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from simulations.maml import LOSSES, GradientTransform, InnerLoop, Params, adapted_names
+from simulations.maml import LOSSES, GradientTransform, InnerLoop, Params, accuracy, adapted_names
 from simulations.models import LinearChain
 from simulations.tasks import TaskBatch
 from theory.errors import ParameterError
+
+
+def fast_path(model: torch.nn.Module, inner: InnerLoop, transform: GradientTransform | None = None) -> str | None:
+    """Which of this module's paths computes MAML for (model, inner, transform): 'closed_form' (squared loss; no
+    transform, or a linear/psd KFO shared by the tasks), 'low_rank' (any loss, no transform), or None (neither:
+    use simulations.maml's functional path)."""
+    if not isinstance(model, LinearChain):
+        return None
+    if inner.loss == "squared" and (transform is None or (transform.kronecker is not None
+                                                          and not inner.adapt_transform)):
+        return "closed_form"
+    return "low_rank" if transform is None else None
 
 
 def low_rank_meta_loss(model: LinearChain, params: Params, batch: TaskBatch,
                        inner: InnerLoop) -> torch.Tensor:
     """mean_τ L_query,τ(θ'_τ) for a LinearChain, batched over tasks (module doc)."""
     _require_chain(model, "low_rank_meta_loss")
+    return _query_loss(model, _low_rank_adapted(model, params, batch, inner), batch, inner)
+
+
+def closed_form_meta_loss(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop,
+                          transform: GradientTransform | None = None) -> torch.Tensor:
+    """mean_τ L_query,τ(θ'_τ) for a LinearChain and the squared loss, inner gradients by hand (module doc);
+    ``transform``: None (plain step) or a linear or psd KFO (simulations.kfo), shared by the tasks."""
+    _require_chain(model, "closed_form_meta_loss")
+    return _query_loss(model, _closed_form_adapted(model, params, batch, inner, transform), batch, inner)
+
+
+def chain_meta_loss(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop,
+                    transform: GradientTransform | None = None) -> torch.Tensor:
+    """The MAML objective by ``fast_path``'s choice (closed form where it applies, else low rank)."""
+    if fast_path(model, inner, transform) == "closed_form":
+        return closed_form_meta_loss(model, params, batch, inner, transform)
+    if transform is not None:
+        raise ParameterError("transform", transform.kronecker, "None here (low_rank_meta_loss takes no transform)")
+    return low_rank_meta_loss(model, params, batch, inner)
+
+
+def chain_task_losses(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop,
+                      transform: GradientTransform | None = None, with_accuracy: bool = False,
+                      with_pre: bool = True) -> dict[str, torch.Tensor]:
+    """Per-task query losses before and after adaptation, each (T,): simulations.maml.task_losses (same keys)
+    computed by ``fast_path``'s choice, without forming any task's adapted weights."""
+    path = fast_path(model, inner, transform)
+    if path is None:
+        raise ParameterError("transform", getattr(transform, "kronecker", None),
+                             "None, or a linear or psd KFO with the squared loss (a LinearChain fast path)")
+    if path == "closed_form":
+        adapted = _closed_form_adapted(model, params, batch, inner, transform)
+    elif torch.is_grad_enabled():
+        adapted = _low_rank_adapted(model, params, batch, inner)
+    else:  # values only (e.g. evaluation under no_grad), yet autograd takes the inner gradients: a local graph
+        with torch.enable_grad():
+            leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+            weights, factors = _low_rank_adapted(model, leaves, batch, dataclasses.replace(inner, first_order=True))
+        adapted = ([w.detach() for w in weights], [[(d.detach(), h.detach()) for d, h in f] for f in factors])
+    loss_fn, squeeze = torch.vmap(LOSSES[inner.loss]), model.widths[-1] == 1
+    fits = {"post": adapted}
+    if with_pre:
+        weights = [params[n] for n, _ in model.named_parameters()]
+        fits["pre"] = (weights, [[] for _ in weights])
+    out = {}
+    for prefix, (weights, factors) in fits.items():
+        _, pred = _chain_forward(weights, factors, batch.x_query, inner.alpha)  # (T, Q, out)
+        pred = pred.squeeze(-1) if squeeze else pred
+        out[f"{prefix}_loss"] = loss_fn(pred, batch.y_query)
+        if with_accuracy:
+            out[f"{prefix}_accuracy"] = torch.vmap(accuracy)(pred, batch.y_query)
+    return out
+
+
+def _query_loss(model: LinearChain, adapted: tuple, batch: TaskBatch, inner: InnerLoop) -> torch.Tensor:
+    """The mean query loss of the adapted chain (weights, factors) over every task."""
+    _, out = _chain_forward(*adapted, batch.x_query, inner.alpha)  # (T, Q, out)
+    return LOSSES[inner.loss](out.squeeze(-1) if model.widths[-1] == 1 else out, batch.y_query)
+
+
+def _low_rank_adapted(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop) -> tuple:
+    """(weights, per-layer factors (D, H)) after the inner loop, D by autograd (any loss)."""
     names = [n for n, _ in model.named_parameters()]
     adapted = [i for i, n in enumerate(names) if n in adapted_names(model, inner)]
     weights = [params[n] for n in names]
@@ -45,15 +121,12 @@ def low_rank_meta_loss(model: LinearChain, params: Params, batch: TaskBatch,
         ds = torch.autograd.grad(loss, [outputs[i] for i in adapted], create_graph=not inner.first_order)
         for i, d in zip(adapted, ds):  # d (T, K, out_l)
             factors[i].append((d, inputs[i] if not inner.first_order else inputs[i].detach()))
-    _, out = _chain_forward(weights, factors, batch.x_query, inner.alpha)  # (T, Q, out)
-    return loss_fn(out.squeeze(-1) if squeeze else out, batch.y_query)
+    return weights, factors
 
 
-def closed_form_meta_loss(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop,
-                          transform: GradientTransform | None = None) -> torch.Tensor:
-    """mean_τ L_query,τ(θ'_τ) for a LinearChain and the squared loss, inner gradients by hand (module doc);
-    ``transform``: None (plain step) or a linear or psd KFO (simulations.kfo), shared by the tasks."""
-    _require_chain(model, "closed_form_meta_loss")
+def _closed_form_adapted(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop,
+                         transform: GradientTransform | None) -> tuple:
+    """(weights, per-layer factors) after the inner loop, D written out for the squared loss (module doc)."""
     if inner.loss != "squared":
         raise ParameterError("loss", inner.loss, "'squared' (the closed-form inner gradient is the squared loss's)")
     if transform is not None and (transform.kronecker is None or inner.adapt_transform):
@@ -78,8 +151,7 @@ def closed_form_meta_loss(model: LinearChain, params: Params, batch: TaskBatch, 
             factors[i].append((d if left is None else d @ left.mT, h if right is None else h @ right))  # D Lᵀ, H R
             if bias is not None:
                 weights[i] = weights[i] - inner.alpha * bias  # (out, in), shared by the tasks
-    _, out = _chain_forward(weights, factors, batch.x_query, inner.alpha)  # (T, Q, out)
-    return LOSSES["squared"](out.squeeze(-1) if model.widths[-1] == 1 else out, batch.y_query)
+    return weights, factors
 
 
 def _kronecker_factors(transform: GradientTransform, name: str):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from simulations.linear_chain_maml import chain_meta_loss, chain_task_losses, fast_path
 from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, meta_loss, task_losses
 from simulations.reptile import reptile_direction
 from simulations.statistics import Estimate
@@ -59,7 +60,7 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     leaves = (list(params.values()) if learn_init else []) + list(t_params.values())
     for p in params.values():
         p.requires_grad_(learn_init)
-    objective = _objective(model, transform)
+    objective = _objective(model, inner, transform)
     opt = OPTIMIZERS[optimizer](leaves, lr=meta_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iterations, 1)) if lr_decay else None
     gen = make_generator(seed)
@@ -91,27 +92,31 @@ def meta_train(model: torch.nn.Module, sampler: TaskSampler, inner: InnerLoop, i
     return MetaTrainResult({n: p.detach() for n, p in params.items()}, learned, history)
 
 
-def _objective(model: torch.nn.Module, transform) -> Callable:
-    """The meta-loss to train with: the linear-chain fast path where it applies, else functional MAML."""
-    from simulations.linear_chain_maml import low_rank_meta_loss
-    from simulations.models import LinearChain
+def _objective(model: torch.nn.Module, inner: InnerLoop, transform) -> Callable:
+    """The meta-loss to train with: a linear-chain fast path where one applies, else functional MAML."""
+    return chain_meta_loss if fast_path(model, inner, transform) else meta_loss
 
-    if isinstance(model, LinearChain) and transform is None:
-        return lambda model, params, batch, inner, *_: low_rank_meta_loss(model, params, batch, inner)
-    return meta_loss
+
+def batched_task_losses(model: torch.nn.Module, params: Params, batch: TaskBatch, inner: InnerLoop,
+                        transform: GradientTransform | None = None, with_accuracy: bool = False,
+                        with_pre: bool = True) -> dict[str, torch.Tensor]:
+    """simulations.maml.task_losses, by a linear chain's fast path (linear_chain_maml.chain_task_losses) where
+    one applies: the same per-task losses (to float rounding) without forming any task's adapted weights."""
+    losses = chain_task_losses if fast_path(model, inner, transform) else task_losses
+    return losses(model, params, batch, inner, transform, with_accuracy, with_pre)
 
 
 def evaluate(model: torch.nn.Module, params: Params, sampler: TaskSampler, inner: InnerLoop,
              n_tasks: int = 2000, seed: int = 12345, transform: GradientTransform | None = None,
              with_accuracy: bool = False, chunk: int = 1000) -> dict[str, Estimate]:
-    """Pre- and post-adaptation query losses (and accuracies) on fresh tasks, as Estimates."""
+    """Pre- and post-adaptation query losses (and accuracies) on fresh tasks, as Estimates (batched_task_losses)."""
     n_tasks = require_int("n_tasks", n_tasks, 2)
     gen = make_generator(seed)
     parts: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():  # torch.func.grad inside still differentiates the inner loop
         for start in range(0, n_tasks, chunk):
             batch = sampler(min(chunk, n_tasks - start), gen)
-            out = task_losses(model, params, batch, inner, transform, with_accuracy)
+            out = batched_task_losses(model, params, batch, inner, transform, with_accuracy)
             for key, value in out.items():
                 parts.setdefault(key, []).append(value.detach())
     return {key: Estimate.from_samples(torch.cat(v)) for key, v in parts.items()}

@@ -216,3 +216,73 @@ def test_closed_form_rejects_other_losses_and_models():
     other = torch.nn.Sequential(torch.nn.Linear(3, 1))
     with pytest.raises(TypeError, match="LinearChain"):
         closed_form_meta_loss(other, initial_params(other), None, InnerLoop(alpha=0.1))
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("adapt", ["all", "head"])
+@pytest.mark.parametrize("steps", [0, 2])
+@pytest.mark.parametrize("grad_mode", [True, False])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_chain_task_losses_match_the_functional_path(model_name, grad_mode, steps, adapt, loss):
+    """Per-task pre/post losses and accuracies of the fast path (what evaluate and meta_train use for a linear
+    chain: closed form for the squared loss, low rank for the logistic) against simulations.maml.task_losses,
+    task by task, with and without grad mode (evaluation runs under no_grad), and the meta-gradient through it."""
+    from simulations.linear_chain_maml import chain_task_losses, fast_path
+    from simulations.maml import task_losses
+
+    model, batch = _setup(model_name, loss)
+    inner = InnerLoop(alpha=0.3, steps=steps, adapt=adapt, loss=loss)
+    assert fast_path(model, inner) == ("closed_form" if loss == "squared" else "low_rank")
+    with_accuracy = loss == "logistic"
+    ref = task_losses(model, initial_params(model), batch, inner, with_accuracy=with_accuracy)
+    params = initial_params(model)
+    with torch.set_grad_enabled(grad_mode):
+        got = chain_task_losses(model, params, batch, inner, with_accuracy=with_accuracy)
+    assert set(got) == set(ref)
+    for key in ref:
+        assert got[key].shape == (TASKS,)
+        assert_close(got[key].detach(), ref[key].detach(), IDENTITY_TOL, f"{model_name}, {adapt}, k={steps}: {key}")
+    assert got["post_loss"].requires_grad == grad_mode
+    if grad_mode:
+        grads = torch.autograd.grad(got["post_loss"].mean(), list(params.values()))
+        _, loop_grads = _loop_gradient(model, batch, inner)
+        for g, r in zip(grads, loop_grads):
+            assert_close(g, r, IDENTITY_TOL, f"{model_name}, {adapt}, k={steps}: meta-gradient")
+
+
+def test_fast_path_choice_and_refusals():
+    """Which path a (model, inner, transform) gets, and that chain_task_losses refuses what none computes."""
+    from simulations.kfo import kfo_transform
+    from simulations.linear_chain_maml import chain_task_losses, fast_path
+    from theory.errors import ParameterError
+
+    model, batch = _setup("deep", "squared")
+    other = torch.nn.Sequential(torch.nn.Linear(DIM, 1))
+    assert fast_path(other, InnerLoop(0.1)) is None
+    assert fast_path(model, InnerLoop(0.1, loss="logistic"), kfo_transform(model, "linear")) is None
+    assert fast_path(model, InnerLoop(0.1), kfo_transform(model, "psd")) == "closed_form"
+    assert fast_path(model, InnerLoop(0.1, adapt_transform=True), kfo_transform(model, "linear")) is None
+    assert fast_path(model, InnerLoop(0.1), kfo_transform(model, "nonlinear")) is None
+    with pytest.raises(ParameterError) as info:
+        chain_task_losses(model, initial_params(model), batch, InnerLoop(0.1), kfo_transform(model, "nonlinear"))
+    assert info.value.parameter == "transform"
+
+
+def test_meta_train_and_evaluate_take_the_fast_path_with_the_same_numbers(monkeypatch):
+    """meta_train on a linear chain (closed form) follows the functional path's trajectory, and evaluate's
+    estimates equal those of simulations.maml.task_losses on the same tasks (float64)."""
+    from simulations import training
+    from simulations.maml import task_losses
+
+    family = LinearTaskFamily.subspace(DIM, SUPPORT, QUERY, rank=3, seed=5)
+    model = deep_linear(DIM, 3, 4, seed=5)
+    sampler = lambda n, gen: sample_regression_tasks(family, n, gen)  # noqa: E731
+    inner = InnerLoop(alpha=0.3)
+    fast = training.meta_train(model, sampler, inner, 20, meta_batch=8, meta_lr=0.01, seed=2)
+    monkeypatch.setattr(training, "_objective", lambda *_: meta_loss)  # the functional path, for reference
+    slow = training.meta_train(model, sampler, inner, 20, meta_batch=8, meta_lr=0.01, seed=2)
+    assert_close(torch.tensor(fast.history), torch.tensor(slow.history), 1e-9, "meta-loss histories")
+    est = training.evaluate(model, fast.params, sampler, inner, n_tasks=50, seed=4)
+    ref = task_losses(model, fast.params, sampler(50, torch.Generator().manual_seed(4)), inner)
+    for key in ("pre_loss", "post_loss"):
+        assert_close(est[key].mean, ref[key].mean().item(), IDENTITY_TOL, key)
