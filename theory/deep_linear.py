@@ -16,6 +16,7 @@ Layers are listed bottom first: ``layers[0]`` is W_1 of shape (h_1, in).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -440,16 +441,27 @@ def _g_moment(cs, b, q, sx, k):
 
 def _block_moment(block: tuple, beta: list, sig: dict, q):
     """E[ρⁿ Π_{j∈block} c_jᵀx] for one sample (section doc), n = len(block)."""
-    n, total = len(block), 0.0
-    for pairs in _partial_matchings(block):
-        t = n - 2 * len(pairs)
-        term = math.factorial(n) // math.factorial(n - t) * _double_factorial(n - t - 1) * q ** len(pairs)
+    total = 0.0
+    for count, pairs, singles in _block_terms(block):
+        term = count * q ** len(pairs) if pairs else count
         for pair in pairs:
             term = term * sig[pair]
-        for j in set(block) - {i for pair in pairs for i in pair}:
+        for j in singles:
             term = term * beta[j]
         total = total + term
     return total
+
+
+@functools.cache
+def _block_terms(block: tuple) -> tuple:
+    """_block_moment's terms, one per partial matching of the block: (integer factor, pairs, unpaired indices)."""
+    n, terms = len(block), []
+    for pairs in _partial_matchings(block):
+        t = n - 2 * len(pairs)
+        paired = {i for pair in pairs for i in pair}
+        terms.append((math.factorial(n) // math.factorial(n - t) * _double_factorial(n - t - 1), tuple(pairs),
+                      tuple(j for j in block if j not in paired)))
+    return tuple(terms)
 
 
 def _sample_weight(k, blocks: int, n: int) -> float:
@@ -459,27 +471,30 @@ def _sample_weight(k, blocks: int, n: int) -> float:
     return math.prod(k - i for i in range(blocks)) / k**n
 
 
-def _set_partitions(items: tuple):
+@functools.cache
+def _set_partitions(items: tuple) -> tuple:
+    """Every partition of ``items`` into blocks (tuples), as a tuple of lists of blocks."""
     if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
+        return ([],)
+    first, rest, out = items[0], items[1:], []
     for part in _set_partitions(rest):
-        yield [(first,), *part]
+        out.append([(first,), *part])
         for i in range(len(part)):
-            yield [*part[:i], (first, *part[i]), *part[i + 1:]]
+            out.append([*part[:i], (first, *part[i]), *part[i + 1:]])
+    return tuple(out)
 
 
-def _partial_matchings(items: tuple):
+@functools.cache
+def _partial_matchings(items: tuple) -> tuple:
     """Every set of disjoint pairs (i, j), i < j, from ``items``, the empty set included."""
     if len(items) < 2:
-        yield []
-        return
+        return ([],)
     first, rest = items[0], items[1:]
-    yield from _partial_matchings(rest)
+    out = list(_partial_matchings(rest))
     for i, partner in enumerate(rest):
         for tail in _partial_matchings(rest[:i] + rest[i + 1:]):
-            yield [(first, partner), *tail]
+            out.append([(first, partner), *tail])
+    return tuple(out)
 
 
 def _double_factorial(n: int) -> int:
