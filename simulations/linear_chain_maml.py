@@ -17,6 +17,13 @@ backward pass with no double-backward graph. Tests hold it to meta_loss and the 
 It also takes simulations.kfo's linear and psd transforms: U(G) = L G R + B applied to G = Dᵀ H is
 L Dᵀ H R + B = (D Lᵀ)ᵀ (H R) + B, so the factors become (D Lᵀ, H R) and B moves the layer's base
 weight by −αB per step; U costs O(K (out² + in²)) per task instead of O(out · in (out + in)).
+
+Independent runs at once (``chain_run_losses``, what training.meta_train_runs uses): weights and transform
+factors carry a leading run axis R ((R, out, in)) and the tasks are the runs' meta-batches one after the other
+((R·T, N, d)); a product with a weight folds each run's tasks and points into one matrix, every other
+operation is per task, so each run's meta-loss depends on its own tensors only and the gradient of their
+sum is every run's own meta-gradient. Small chains are bound by per-operation overhead, so R runs cost
+about what one does.
 """
 from __future__ import annotations
 
@@ -40,6 +47,23 @@ def fast_path(model: torch.nn.Module, inner: InnerLoop, transform: GradientTrans
                                                           and not inner.adapt_transform)):
         return "closed_form"
     return "low_rank" if transform is None else None
+
+
+def chain_run_losses(model: LinearChain, params: Params, batch: TaskBatch, inner: InnerLoop,
+                     transform: GradientTransform | None = None) -> torch.Tensor:
+    """Each run's MAML objective, (R,), for parameters and transform factors stacked along a leading run axis
+    and the runs' meta-batches one after the other (module doc); ``fast_path``'s choice of path."""
+    path = fast_path(model, inner, transform)
+    if path is None:
+        raise ParameterError("transform", getattr(transform, "kronecker", None),
+                             "None, or a linear or psd KFO with the squared loss (a LinearChain fast path)")
+    adapted = (_closed_form_adapted(model, params, batch, inner, transform) if path == "closed_form"
+               else _low_rank_adapted(model, params, batch, inner))
+    _, out = _chain_forward(*adapted, batch.x_query, inner.alpha)  # (R·T, Q, out)
+    runs = next(iter(params.values())).shape[0]
+    pred = out.squeeze(-1) if model.widths[-1] == 1 else out
+    return torch.vmap(LOSSES[inner.loss])(pred.reshape(runs, -1, *pred.shape[1:]),
+                                          batch.y_query.reshape(runs, -1, *batch.y_query.shape[1:]))
 
 
 def low_rank_meta_loss(model: LinearChain, params: Params, batch: TaskBatch,
@@ -139,7 +163,7 @@ def _closed_form_adapted(model: LinearChain, params: Params, batch: TaskBatch, i
     factors: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in names]
     for _ in range(inner.steps):
         inputs, out = _chain_forward(weights, factors, batch.x_support, inner.alpha)  # (T, K, ·)
-        d = (out - batch.y_support.reshape(out.shape)) / (out.shape[1] * out.shape[2])  # (T, K, out_L) = D_L
+        d = (out - batch.y_support.reshape(out.shape)) / (out.shape[-2] * out.shape[-1])  # (T, K, out_L) = D_L
         grads = {}
         for i in range(len(weights) - 1, adapted[0] - 1, -1):  # D_i, from the output down to the lowest adapted
             grads[i] = d
@@ -148,7 +172,8 @@ def _closed_form_adapted(model: LinearChain, params: Params, batch: TaskBatch, i
         for i in adapted:
             d, h = (grads[i], inputs[i]) if not inner.first_order else (grads[i].detach(), inputs[i].detach())
             left, right, bias = kron.get(i, (None, None, None))
-            factors[i].append((d if left is None else d @ left.mT, h if right is None else h @ right))  # D Lᵀ, H R
+            factors[i].append((d if left is None else _times(d, left.mT),
+                               h if right is None else _times(h, right)))  # D Lᵀ, H R
             if bias is not None:
                 weights[i] = weights[i] - inner.alpha * bias  # (out, in), shared by the tasks
     return weights, factors
@@ -171,9 +196,9 @@ def _require_chain(model, caller: str) -> None:
 
 def _back_through(w: torch.Tensor, layer_factors, d: torch.Tensor, alpha: float) -> torch.Tensor:
     """D W' = D (W − α Σ D⁽ⁱ⁾ᵀ H⁽ⁱ⁾) for D (T, K, out): the gradient at the layer's input, (T, K, in)."""
-    back = d @ w  # (T, K, in)
+    back = _times(d, w)  # (T, K, in)
     for d_i, h_i in layer_factors:
-        back = back - alpha * (d @ d_i.transpose(1, 2)) @ h_i  # (T, K, K_i) @ (T, K_i, in)
+        back = back - alpha * (d @ d_i.mT) @ h_i  # (T, K, K_i) @ (T, K_i, in)
     return back
 
 
@@ -182,8 +207,16 @@ def _chain_forward(weights, factors, x: torch.Tensor, alpha: float):
     inputs = []
     for w, layer_factors in zip(weights, factors):
         inputs.append(x)
-        z = x @ w.T  # (T, N, out)
+        z = _times(x, w.mT)  # (T, N, out)
         for d, h in layer_factors:
-            z = z - alpha * (x @ h.transpose(1, 2)) @ d  # (T, N, K) @ (T, K, out)
+            z = z - alpha * (x @ h.mT) @ d  # (T, N, K) @ (T, K, out)
         x = z
     return inputs, x
+
+
+def _times(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """x @ m for x (T, N, a) and a matrix m (a, b) shared by the tasks, or for R runs' tasks x (R·T, N, a) and
+    one matrix per run m (R, a, b): each run's tasks and points fold into one product."""
+    if m.dim() == 2:
+        return x @ m
+    return (x.reshape(m.shape[0], -1, x.shape[-1]) @ m).reshape(*x.shape[:-1], m.shape[-1])

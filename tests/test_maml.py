@@ -131,3 +131,83 @@ def test_isotropic_sampler_skips_the_identity_product_bit_for_bit():
     skewed = LinearTaskFamily.subspace(7, 3, 4, rank=2, seed=2, input_cov=np.diag(np.arange(1.0, 8.0)))
     x = sample_inputs(skewed, (5, 7), make_generator(1))
     assert torch.equal(x, g @ torch.as_tensor(skewed.input_factor).T)
+
+
+def _runs_setup(loss="squared"):
+    from simulations.tasks import sample_classification_tasks
+
+    draw = sample_regression_tasks if loss == "squared" else sample_classification_tasks
+    return lambda n, gen: draw(FAMILY, n, gen)
+
+
+@pytest.mark.parametrize("case", ["maml", "anil", "first-order", "two-steps", "logistic", "kfo", "kfo-psd-only"])
+def test_meta_train_runs_is_meta_train_run_by_run(case):
+    """Independent runs stacked along a run axis (training.meta_train_runs) against meta_train one run at a time:
+    the same meta-loss histories, parameters, transform factors and on_step calls, to float rounding."""
+    from simulations.kfo import kfo_transform
+    from simulations.training import meta_train_runs
+
+    loss = "logistic" if case == "logistic" else "squared"
+    inner = InnerLoop(0.2, steps=2 if case == "two-steps" else 1, first_order=case == "first-order",
+                      adapt="head" if case == "anil" else "all", loss=loss)
+    sampler, seeds = _runs_setup(loss), [3, 11, 12]
+    models = [deep_linear(6, 3, 5, seed=s) for s in range(3)]
+    transforms = ([kfo_transform(m, "psd" if case == "kfo-psd-only" else "linear", bias=case == "kfo") for m in models]
+                  if case.startswith("kfo") else None)
+    learn_init = case != "kfo-psd-only"
+    calls = {}
+    batched = meta_train_runs(models, sampler, inner, 12, seeds, 8, 0.02, transforms, learn_init=learn_init,
+                              lr_decay=True, on_step=lambda r, i, p, t: calls.setdefault(r, []).append(
+                                  (i, sum(v.sum().item() for v in p.values()))))
+    for r, (model, seed) in enumerate(zip(models, seeds)):
+        mine = []
+
+        def record(i, p, t, mine=mine):
+            mine.append((i, sum(v.sum().item() for v in p.values())))
+
+        single = meta_train(model, sampler, inner, 12, 8, 0.02, seed, transforms[r] if transforms else None,
+                            learn_init=learn_init, lr_decay=True, on_step=record)
+        assert_close(np.array(batched[r].history), np.array(single.history), 1e-12, f"{case}, run {r}: history")
+        for name, value in single.params.items():
+            assert batched[r].params[name].shape == value.shape
+            assert_close(batched[r].params[name], value, 1e-12, f"{case}, run {r}: {name}")
+        if transforms:
+            for key, value in single.transform.params.items():
+                assert_close(batched[r].transform.params[key], value, 1e-12, f"{case}, run {r}: {key}")
+        assert [i for i, _ in calls[r]] == [i for i, _ in mine] == list(range(13))
+        assert_close(np.array([v for _, v in calls[r]]), np.array([v for _, v in mine]), 1e-12, "on_step's θ")
+
+
+def test_meta_train_runs_reports_a_diverged_run_and_finishes_the_others():
+    from simulations.training import meta_train_runs
+
+    sampler = _runs_setup()
+    big = deep_linear(6, 3, 8, seed=1)
+    with torch.no_grad():
+        for p in big.parameters():
+            p.mul_(6.0)  # the inner step overshoots from here on
+    models = [deep_linear(6, 3, 8, seed=0), big]
+    inner = InnerLoop(2.0, steps=3)
+    results = meta_train_runs(models, sampler, inner, 5, [1, 2], 8, 0.001)
+    with pytest.raises(DivergenceError) as info:
+        meta_train(big, sampler, inner, 5, 8, 0.001, seed=2)
+    assert isinstance(results[1], DivergenceError) and results[1].iteration == info.value.iteration
+    single = meta_train(models[0], sampler, inner, 5, 8, 0.001, seed=1)
+    assert_close(np.array(results[0].history), np.array(single.history), 1e-12, "the healthy run")
+
+
+def test_meta_train_runs_refuses_what_it_cannot_stack():
+    from simulations.kfo import kfo_transform
+    from simulations.training import meta_train_runs
+
+    sampler = _runs_setup()
+    with pytest.raises(ParameterError) as info:
+        meta_train_runs([deep_linear(6, 2, 4), deep_linear(6, 2, 5)], sampler, InnerLoop(0.1), 2, [0, 1])
+    assert info.value.parameter == "models"
+    model = deep_linear(6, 2, 4)
+    with pytest.raises(ParameterError) as info:
+        meta_train_runs([model], sampler, InnerLoop(0.1), 2, [0], transforms=[kfo_transform(model, "nonlinear")])
+    assert info.value.parameter == "models"
+    with pytest.raises(ParameterError) as info:
+        meta_train_runs([model, model], sampler, InnerLoop(0.1), 2, [0])
+    assert info.value.parameter == "seeds"
