@@ -7,7 +7,8 @@ depth 2, full MAML and ANIL (head only); (c) against d/K (d varied at fixed K) f
 a depth-2 model; (d) the narrow widths, where meta-training stops short of the depth-2 optimum: which
 minimum of the exact objective it reaches, and an initialisation that reaches the global one.
 Each point: mean and 95% interval over seeds of the evaluation on fresh tasks
-(simulations.training.evaluate) after meta-training with Adam (simulations.training.meta_train).
+(simulations.training.evaluate) after meta-training with Adam (a setting's seeds at once:
+simulations.training.meta_train_runs, the numbers of simulations.training.meta_train run by run).
 
 Theory. Levels: the pre-adaptation loss at θ = μ, the shallow model's best one-step loss and the
 optimal-preconditioner loss. Per width: ANIL's best width-h loss (theory.anil_width, closed form at
@@ -36,7 +37,7 @@ from figures.common import COLORS, REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profile
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
-from simulations.training import evaluate, meta_train
+from simulations.training import evaluate, meta_train_runs
 from theory.anil_width import anil_best_post_loss, anil_post_adaptation_loss
 from theory.deep_linear import depth2_best_post_loss, depth2_post_adaptation_loss, first_order_surrogate_loss
 from theory.errors import DivergenceError
@@ -98,8 +99,8 @@ def _settings(config: Config) -> dict[tuple[int, int, int, str], list[tuple[str,
     return wanted
 
 
-def _unit_key(dim: int, depth: int, width: int, variant: str, s: int) -> str:
-    return f"{dim}/{depth}/{width}/{s}" + ("" if variant == "maml" else f"/{variant}")
+def _unit_key(dim: int, depth: int, width: int, variant: str) -> str:
+    return f"{dim}/{depth}/{width}" + ("" if variant == "maml" else f"/{variant}")
 
 
 def _family(config: Config, dim: int, seed: int) -> LinearTaskFamily:
@@ -110,26 +111,38 @@ def _layers(params: dict, model) -> list[np.ndarray]:
     return [params[f"layers.{i}.weight"].detach().numpy() for i in range(len(model.layers))]
 
 
-def _run(config: Config, dim: int, depth: int, width: int, variant: str, seed: int, s: int) -> dict:
-    """Meta-train one model and evaluate it on fresh tasks; the theory at its weights; divergence: a note."""
+def _runs(config: Config, dim: int, depth: int, width: int, variant: str, seed: int) -> list[dict]:
+    """Meta-train one setting's models, one per seed, at once (simulations.training.meta_train_runs); evaluate each
+    on fresh tasks; the theory at its weights. A diverged run: a record with a note and no numbers."""
     family = _family(config, dim, seed)
     inner = InnerLoop(optimal_step_size(family), adapt="head" if variant == "anil" else "all")
     sampler = partial(sample_regression_tasks, family)  # (n_tasks, generator) -> TaskBatch
-    model = deep_linear(dim, depth, width, seed=seed + s)
+    models = [deep_linear(dim, depth, width, seed=seed + s) for s in range(config.seeds)]
     if variant == "small-head":
         with torch.no_grad():
-            model.layers[-1].weight.mul_(config.small_head)
-    initial = [layer.weight.detach().numpy().copy() for layer in model.layers]
+            for model in models:
+                model.layers[-1].weight.mul_(config.small_head)
+    lr = config.anil_meta_lr if variant == "anil" else config.meta_lr
+    seeds = [seed + 100 * s + 1 for s in range(config.seeds)]  # each run's task draws
+    trained = meta_train_runs(models, sampler, inner, config.iterations, seeds, config.meta_batch, lr, lr_decay=True)
+    return [_record(config, family, inner, sampler, model, result, variant, seed, s)
+            for s, (model, result) in enumerate(zip(models, trained))]
+
+
+def _record(config: Config, family: LinearTaskFamily, inner: InnerLoop, sampler, model, trained, variant: str,
+            seed: int, s: int) -> dict:
+    """One run's record: its evaluation on fresh tasks and the theory at its initial and trained weights."""
+    dim, depth, width = model.widths[0], len(model.layers), model.widths[1] if len(model.layers) > 1 else 1
     record = {"dim": dim, "depth": depth, "width": width, "variant": variant, "seed": seed + s, "post_loss": None,
               "pre_loss": None, "post_stderr": None, "closed_form_at_trained": None, "surrogate_at_trained": None,
               "descent_from_init": None, "note": ""}
     if depth == 2 and dim == config.dim and width in config.gap_widths and variant != "anil":
+        initial = tuple(layer.weight.detach().numpy() for layer in model.layers)  # the models are not trained in place
         record["descent_from_init"] = depth2_best_post_loss(family, width, inner.alpha, restarts=0,
-                                                            starts=[tuple(initial)])[0]
-    lr = config.anil_meta_lr if variant == "anil" else config.meta_lr
+                                                            starts=[initial])[0]
     try:
-        trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, lr,
-                             seed=seed + 100 * s + 1, lr_decay=True)
+        if isinstance(trained, DivergenceError):
+            raise trained
         est = evaluate(model, trained.params, sampler, inner, n_tasks=config.eval_tasks,
                        seed=10_000 + seed + s)  # fresh tasks, a different set per seed
     except (DivergenceError, FloatingPointError) as err:
@@ -167,10 +180,10 @@ def _theory(config: Config, dim: int, seed: int) -> dict:
 
 
 def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """Every unique (d, depth, width, variant) run for every seed, and the depth-2 optimum per gap width:
-    key -> a picklable zero-argument callable."""
-    out = {_unit_key(dim, depth, width, variant, s): partial(_run, config, dim, depth, width, variant, seed, s)
-           for dim, depth, width, variant in _settings(config) for s in range(config.seeds)}
+    """Every unique (d, depth, width, variant) setting, its seeds' runs at once, and the depth-2 optimum per gap
+    width: key -> a picklable zero-argument callable."""
+    out = {_unit_key(dim, depth, width, variant): partial(_runs, config, dim, depth, width, variant, seed)
+           for dim, depth, width, variant in _settings(config)}
     out.update({f"optimum/{width}": partial(_width_optimum, config, width, seed) for width in config.gap_widths})
     return out
 
@@ -179,7 +192,7 @@ def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
     """The runs (from the finished units), the panel points they feed, and the theory."""
     runs, points = [], []
     for (dim, depth, width, variant), uses in _settings(config).items():
-        runs += [done[_unit_key(dim, depth, width, variant, s)] for s in range(config.seeds)]
+        runs += done[_unit_key(dim, depth, width, variant)]
         points += [{"panel": panel, "x": x, "dim": dim, "depth": depth, "width": width, "variant": variant}
                    for panel, x in uses]
     theory = [_theory(config, d, seed) for d in sorted({config.dim, *config.dims})]
