@@ -1,6 +1,7 @@
 """Meta-training (MAML, FO-MAML or Reptile; Adam or SGD) and evaluation on fresh tasks (mean and 95% interval)."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,17 +100,18 @@ def meta_train_runs(models: list[torch.nn.Module], sampler: TaskSampler, inner: 
                     lr_decay: bool = False, progress: bool | str = False,
                     on_step: Callable[[int, int, Params, Params], None] | None = None,
                     optimizer: str = "adam") -> list[MetaTrainResult | DivergenceError]:
-    """Independent MAML runs of linear chains at once: run r is ``meta_train(models[r], sampler, inner,
-    iterations, meta_batch, meta_lr, seed=seeds[r], transform=transforms[r], …)``, the same numbers to float
-    rounding (tests), in about the time of one run where each step is small.
+    """Independent MAML runs: run r is ``meta_train(models[r], sampler, inner, iterations, meta_batch, meta_lr,
+    seed=seeds[r], transform=transforms[r], …)``; a run whose meta-loss becomes non-finite gets its
+    DivergenceError (iteration, value) in place of a result, and the others go on. ``on_step(r, i, θ, φ)`` is
+    meta_train's callback for run r.
 
-    The runs' parameters (and transform factors) are stacked along a leading run axis and their meta-losses
-    (simulations.linear_chain_maml.chain_run_losses) summed, so every run's gradient is its own; Adam's (or
-    SGD's) update is elementwise and the schedule shared, so each run also keeps its own optimizer state.
-    Run r draws its tasks from its own generator at seeds[r]. A run whose meta-loss becomes non-finite gets
-    its DivergenceError (iteration, value) in place of a result; the others go on. ``on_step(r, i, θ, φ)``
-    is meta_train's callback for run r. The models must be LinearChains of one shape on a fast path
-    (simulations.linear_chain_maml.fast_path); Reptile is not batched here.
+    Where every model is a LinearChain of one shape on a fast path (simulations.linear_chain_maml.fast_path)
+    the runs go at once, in about the time of one where each step is small: parameters (and transform
+    factors) stacked along a leading run axis, their meta-losses (linear_chain_maml.chain_run_losses)
+    summed, so every run's gradient is its own; the optimizer's update is elementwise and the schedule
+    shared, so each run keeps its own optimizer state; run r draws its tasks from its own generator at
+    seeds[r]. The same numbers as meta_train run by run, to float rounding (tests). Otherwise the runs go
+    one after another through meta_train.
     """
     from simulations.linear_chain_maml import chain_run_losses
 
@@ -120,8 +122,11 @@ def meta_train_runs(models: list[torch.nn.Module], sampler: TaskSampler, inner: 
     kinds = {getattr(t, "kronecker", None) for t in transforms}
     if (any(fast_path(m, inner, t) is None for m, t in zip(models, transforms))
             or len({tuple(m.widths) for m in models}) > 1 or len(kinds) > 1):
-        raise ParameterError("models", [type(m).__name__ for m in models],
-                             "LinearChains of one shape with one kind of transform, on a linear-chain fast path")
+        return [_meta_train_or_divergence(model, sampler, inner, iterations, meta_batch, meta_lr, seed=seed,
+                                          transform=transform, learn_init=learn_init, lr_decay=lr_decay,
+                                          progress=progress, optimizer=optimizer,
+                                          on_step=None if on_step is None else functools.partial(on_step, r))
+                for r, (model, seed, transform) in enumerate(zip(models, seeds, transforms))]
     if optimizer not in OPTIMIZERS:
         raise ParameterError("optimizer", optimizer, f"one of {tuple(OPTIMIZERS)}")
     iterations = require_int("iterations", iterations, 0)
@@ -168,6 +173,13 @@ def meta_train_runs(models: list[torch.nn.Module], sampler: TaskSampler, inner: 
         results.append(failed[r] or MetaTrainResult({n: p[r].detach() for n, p in params.items()}, learned,
                                                     histories[r]))
     return results
+
+
+def _meta_train_or_divergence(*args, **kwargs) -> MetaTrainResult | DivergenceError:
+    try:
+        return meta_train(*args, **kwargs)
+    except DivergenceError as err:
+        return err
 
 
 def stack_batches(batches: list[TaskBatch]) -> TaskBatch:
