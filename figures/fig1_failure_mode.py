@@ -20,7 +20,8 @@ from figures.common import COLORS, Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import make_generator, sample_classification_tasks, sample_regression_tasks
-from simulations.training import batched_task_losses, meta_train
+from simulations.training import batched_task_losses, meta_train_runs
+from theory.errors import DivergenceError
 from theory.shallow_maml import optimal_step_size, reference_losses
 from theory.task_family import LinearTaskFamily
 
@@ -64,52 +65,59 @@ def _panel(family: LinearTaskFamily, panel: str, config: Config) -> tuple:
             InnerLoop(config.classification_alpha, loss="logistic"))
 
 
-def _curve(name: str, panel: str, family: LinearTaskFamily, config: Config, seed: int) -> dict[str, list]:
-    """Meta-train one zoo model; post-adaptation loss (and accuracy) on fixed tasks every eval_every."""
+def _curves(name: str, panel: str, family: LinearTaskFamily, config: Config, seeds: list[int]) -> list[dict]:
+    """Meta-train one zoo model per seed, at once (simulations.training.meta_train_runs); post-adaptation loss
+    (and accuracy) on fixed tasks every eval_every. Run s: init and task draws at seeds[s]."""
     sampler, inner = _panel(family, panel, config)
     with_accuracy = panel == "classification"
     spec = ZooSpec(config.dim, config.depth, config.width, config.linnet_layers, config.kfo_form)
-    model, transform = build_model(name, spec, seed=seed)
+    built = [build_model(name, spec, seed=seed) for seed in seeds]
+    models, transforms = [m for m, _ in built], [t for _, t in built]
     eval_batch = sampler(config.eval_tasks, make_generator(10_000))
-    curve = {"iteration": [], "post_loss": [], "pre_loss": []} | ({"post_accuracy": []} if with_accuracy else {})
+    metrics = ("post_loss", "pre_loss") + (("post_accuracy",) if with_accuracy else ())
+    curves = [{"iteration": [], **{m: [] for m in metrics}} for _ in seeds]
 
-    def record(i, params, t_params):
+    def record(r, i, params, t_params):
         if i % config.eval_every and i != config.iterations:
             return
         with torch.no_grad():
-            learned = transform.with_params(t_params) if transform else None
-            out = batched_task_losses(model, params, eval_batch, inner, learned, with_accuracy=with_accuracy)
-        curve["iteration"].append(i)
-        curve["post_loss"].append(out["post_loss"].mean().item())
-        curve["pre_loss"].append(out["pre_loss"].mean().item())
-        if with_accuracy:
-            curve["post_accuracy"].append(out["post_accuracy"].mean().item())
+            learned = transforms[r].with_params(t_params) if transforms[r] else None
+            out = batched_task_losses(models[r], params, eval_batch, inner, learned, with_accuracy=with_accuracy)
+        curves[r]["iteration"].append(i)
+        for metric in metrics:
+            curves[r][metric].append(out[metric].mean().item())
 
-    meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr, seed=seed,
-               transform=transform, on_step=record, progress=False)
-    return curve
+    trained = meta_train_runs(models, sampler, inner, config.iterations, seeds, config.meta_batch, config.meta_lr,
+                              transforms if transforms[0] is not None else None, on_step=record)
+    for result in trained:
+        if isinstance(result, DivergenceError):
+            raise result  # figure 1's settings do not diverge; should one, the figure stops and says so
+    return curves
 
 
-def _runs(config: Config, seed: int):
-    """(unit key, panel, model name, zoo name, run seed) of every meta-training run, in the figure's order."""
+def _settings():
+    """(unit key, panel, model name, zoo name) of every setting, in the figure's order."""
     for panel, models in MODELS.items():
         for name, zoo_name in models.items():
-            for s in range(config.seeds):
-                yield f"{panel}/{name}/{s}", panel, name, zoo_name, seed + 100 * s  # init and meta-training draws
+            yield f"{panel}/{name}", panel, name, zoo_name
 
 
-def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """One meta-training run per model, panel and seed: key -> a picklable zero-argument callable."""
+def _seeds(config: Config, seed: int) -> list[int]:
+    return [seed + 100 * s for s in range(config.seeds)]  # each run's init and meta-training draws
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], list[dict]]]:
+    """One setting per model and panel, its seeds' runs at once: key -> a picklable zero-argument callable."""
     family = _family(config, seed)
-    return {key: partial(_curve, zoo_name, panel, family, config, run_seed)
-            for key, panel, _, zoo_name, run_seed in _runs(config, seed)}
+    return {key: partial(_curves, zoo_name, panel, family, config, _seeds(config, seed))
+            for key, panel, _, zoo_name in _settings()}
 
 
-def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+def assemble(config: Config, seed: int, done: dict[str, list[dict]]) -> dict:
     """Learning curves for every model and seed (from the finished units), and the theory lines of panel (a)."""
     family = _family(config, seed)
-    runs = [{"panel": panel, "model": name, "seed": run_seed, **done[key]}
-            for key, panel, name, _, run_seed in _runs(config, seed)]
+    runs = [{"panel": panel, "model": name, "seed": run_seed, **curve}
+            for key, panel, name, _ in _settings() for run_seed, curve in zip(_seeds(config, seed), done[key])]
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank,
               "alpha": optimal_step_size(family), **reference_losses(family)}
     return {"runs": runs, "theory": theory}
@@ -121,8 +129,8 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
 
 
 def n_units(config: Config) -> int:
-    """Progress units (one per meta-training run)."""
-    return sum(len(models) for models in MODELS.values()) * config.seeds
+    """Progress units (one per setting, its seeds meta-trained at once)."""
+    return sum(len(models) for models in MODELS.values())
 
 
 def rows(results: dict) -> list[dict]:

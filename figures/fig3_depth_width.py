@@ -211,8 +211,8 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
 
 
 def n_units(config: Config) -> int:
-    """Progress units (one per meta-training run and one per depth-2 optimum)."""
-    return len(_settings(config)) * config.seeds + len(config.gap_widths)
+    """Progress units (one per setting, its seeds meta-trained at once, and one per depth-2 optimum)."""
+    return len(_settings(config)) + len(config.gap_widths)
 
 
 def _mean(values) -> float | None:

@@ -16,7 +16,7 @@ from figures.common import Profiles, draw_reference_losses, mean_ci95
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
-from simulations.training import evaluate, meta_train
+from simulations.training import evaluate, meta_train_runs
 from theory.errors import DivergenceError
 from theory.shallow_maml import optimal_step_size, reference_losses
 from theory.task_family import LinearTaskFamily
@@ -53,7 +53,9 @@ class Config(Profiles):
     FULL: ClassVar[dict] = {"iterations": 3000, "eval_tasks": 10_000, "seeds": 10}
 
 
-def _run(config: Config, task: str, name: str, seed: int, family: LinearTaskFamily, alpha: float) -> dict:
+def _run(config: Config, task: str, name: str, seeds: list[int], family: LinearTaskFamily, alpha: float) -> list[dict]:
+    """One setting's runs, one per seed, meta-trained at once (simulations.training.meta_train_runs); each
+    evaluated on the same fresh tasks; a diverged run: {"diverged": the message}."""
     classify = task == "classification"
     inner = InnerLoop(alpha, loss="logistic" if classify else "squared")
     draw = sample_classification_tasks if classify else sample_regression_tasks
@@ -62,15 +64,22 @@ def _run(config: Config, task: str, name: str, seed: int, family: LinearTaskFami
         return draw(family, n, gen)
 
     spec = ZooSpec(config.dim, config.depth, config.width, config.linnet_layers, config.kfo_form)
-    model, transform = build_model(name, spec, seed=seed)
-    try:
-        trained = meta_train(model, sampler, inner, config.iterations, config.meta_batch, config.meta_lr,
-                             seed=seed + 1, transform=transform)
-        est = evaluate(model, trained.params, sampler, inner, config.eval_tasks, seed=777,
-                       transform=trained.transform, with_accuracy=classify)
-    except (DivergenceError, FloatingPointError) as err:
-        return {"diverged": str(err)}
-    return {metric: e.mean for metric, e in est.items()}
+    built = [build_model(name, spec, seed=seed) for seed in seeds]
+    models, transforms = [m for m, _ in built], [t for _, t in built]
+    trained = meta_train_runs(models, sampler, inner, config.iterations, [seed + 1 for seed in seeds],
+                              config.meta_batch, config.meta_lr, transforms if transforms[0] is not None else None)
+    out = []
+    for model, result in zip(models, trained):
+        try:
+            if isinstance(result, DivergenceError):
+                raise result
+            est = evaluate(model, result.params, sampler, inner, config.eval_tasks, seed=777,
+                           transform=result.transform, with_accuracy=classify)
+        except (DivergenceError, FloatingPointError) as err:
+            out.append({"diverged": str(err)})
+            continue
+        out.append({metric: e.mean for metric, e in est.items()})
+    return out
 
 
 def _family(config: Config, seed: int) -> LinearTaskFamily:
@@ -81,27 +90,32 @@ def _alphas(config: Config, family: LinearTaskFamily) -> dict[str, float]:
     return {"regression": optimal_step_size(family), "classification": config.classification_alpha}
 
 
-def _runs(config: Config, seed: int):
-    """(unit key, task, base, remedy label, zoo remedy, run seed) of every run, in the figure's order."""
+def _settings(config: Config):
+    """(unit key, task, base, remedy label, zoo remedy) of every setting, in the figure's order."""
     for task in ("regression", "classification"):
         for base in BASES:
             for label, remedy in REMEDIES.items():
-                for s in range(config.seeds):
-                    yield f"{task}/{base}/{remedy}/{s}", task, base, label, remedy, seed + 100 * s
+                yield f"{task}/{base}/{remedy}", task, base, label, remedy
 
 
-def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """One meta-training run per task, base, remedy and seed: key -> a picklable zero-argument callable."""
+def _seeds(config: Config, seed: int) -> list[int]:
+    """Each run's seed (its initialisation; its task draws use seed + 1)."""
+    return [seed + 100 * s for s in range(config.seeds)]
+
+
+def units(config: Config, seed: int = 0) -> dict[str, Callable[[], list[dict]]]:
+    """One setting per task, base and remedy, its seeds' runs at once: key -> a picklable zero-argument callable."""
     family = _family(config, seed)
     alphas = _alphas(config, family)
-    return {key: partial(_run, config, task, zoo_name(base, remedy), run_seed, family, alphas[task])
-            for key, task, base, _, remedy, run_seed in _runs(config, seed)}
+    return {key: partial(_run, config, task, zoo_name(base, remedy), _seeds(config, seed), family, alphas[task])
+            for key, task, base, _, remedy in _settings(config)}
 
 
-def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
+def assemble(config: Config, seed: int, done: dict[str, list[dict]]) -> dict:
     family = _family(config, seed)
-    runs = [{"task": task, "base": base, "remedy": label, "seed": run_seed, **done[key]}
-            for key, task, base, label, _, run_seed in _runs(config, seed)]
+    runs = [{"task": task, "base": base, "remedy": label, "seed": run_seed, **result}
+            for key, task, base, label, _ in _settings(config)
+            for run_seed, result in zip(_seeds(config, seed), done[key])]
     theory = {"dim": config.dim, "support": config.support, "rank": config.rank,
               "alpha": _alphas(config, family)["regression"], **reference_losses(family)}
     return {"runs": runs, "theory": theory}
@@ -112,7 +126,8 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
 
 
 def n_units(config: Config) -> int:
-    return 2 * len(BASES) * len(REMEDIES) * config.seeds
+    """Progress units (one per setting, its seeds meta-trained at once)."""
+    return 2 * len(BASES) * len(REMEDIES)
 
 
 def summary(results: dict) -> dict:

@@ -168,12 +168,12 @@ def test_json_record(built, number):
 # -- the progress bar --------------------------------------------------------------------------------
 # units each tiny profile runs, counted from its grids here (not from the figure's n_units)
 TINY_UNITS = {
-    1: 7 * TINY[1][1].seeds,  # 4 regression models + 3 classification models, per seed
+    1: 7,  # 4 regression models + 3 classification models (each with its seeds)
     2: 2,  # the shallow and the depth-2 SGD path
-    3: (2 + 2 + 1 + 1 + 2 * 2) * TINY[3][1].seeds + 1,  # depths + widths + ANIL + small head + dims × (shallow,
-    # deep), none shared (see test_fig3_…), + the depth-2 optimum at the one gap width
+    3: (2 + 2 + 1 + 1 + 2 * 2) + 1,  # settings (each with its seeds): depths + widths + ANIL + small head + dims
+    # × (shallow, deep), none shared (see test_fig3_…), + the depth-2 optimum at the one gap width
     4: len(simulations.checks.CHECKS),  # one verify check per unit
-    5: 2 * 2 * 3 * TINY[5][1].seeds,  # task × base × remedy, per seed
+    5: 2 * 2 * 3,  # task × base × remedy (each with its seeds)
     6: 1,  # one closed-form grid
     7: 1 * 2 * 2 * 3,  # digits only (omniglot is absent) × method × depth × remedy
     8: 2 * (1 + 2 * 2) + 2,  # dims × (theory + sim steps × seeds) + the d/K points of panel (b)
@@ -291,22 +291,23 @@ def test_fig1_remedies_adapt_below_pre_adaptation_loss(built):
 def test_fig1_records_the_seeds_it_used(monkeypatch):
     """Each run's recorded seed is the one its model was built and meta-trained with."""
     used = []
-    real_build, real_train = fig1_failure_mode.build_model, fig1_failure_mode.meta_train
+    real_build, real_train = fig1_failure_mode.build_model, fig1_failure_mode.meta_train_runs
 
     def build(name, spec, seed):
         used.append(("build", seed))
         return real_build(name, spec, seed=seed)
 
-    def train(*args, seed, **kwargs):
-        used.append(("train", seed))
-        return real_train(*args, seed=seed, **kwargs)
+    def train(models, sampler, inner, iterations, seeds, *args, **kwargs):
+        used.extend(("train", seed) for seed in seeds)
+        return real_train(models, sampler, inner, iterations, seeds, *args, **kwargs)
 
     monkeypatch.setattr(fig1_failure_mode, "build_model", build)
-    monkeypatch.setattr(fig1_failure_mode, "meta_train", train)
+    monkeypatch.setattr(fig1_failure_mode, "meta_train_runs", train)
     config = fig1_failure_mode.Config(dim=4, iterations=1, eval_every=1, eval_tasks=4, seeds=2)
     runs = fig1_failure_mode.compute(config, seed=3)["runs"]
     assert len(runs) == 7 * config.seeds
-    assert used == [(step, r["seed"]) for r in runs for step in ("build", "train")]
+    settings = [runs[i:i + config.seeds] for i in range(0, len(runs), config.seeds)]  # a setting's seeds at once
+    assert used == [(step, r["seed"]) for group in settings for step in ("build", "train") for r in group]
     assert {r["seed"] for r in runs} == {3, 103}  # seed + 100 s for s = 0, 1
 
 
@@ -477,14 +478,14 @@ def test_fig7_runs_digits_and_reports_missing_data(built, progress):
 
 # -- figure 3: divergence is a missing point (moved here from tests/test_fig2_fig3.py) -----------------
 def test_fig3_reports_divergence_as_a_missing_point(monkeypatch):
-    real = fig3_depth_width.meta_train
+    real = fig3_depth_width.meta_train_runs
 
-    def diverge_at_depth_2(model, *args, **kwargs):
-        if len(model.layers) == 2:
-            raise DivergenceError(7, float("nan"))
-        return real(model, *args, **kwargs)
+    def diverge_at_depth_2(models, *args, **kwargs):
+        if len(models[0].layers) == 2:
+            return [DivergenceError(7, float("nan")) for _ in models]
+        return real(models, *args, **kwargs)
 
-    monkeypatch.setattr(fig3_depth_width, "meta_train", diverge_at_depth_2)
+    monkeypatch.setattr(fig3_depth_width, "meta_train_runs", diverge_at_depth_2)
     config = fig3_depth_width.Config(dim=6, dims=(6,), depths=(1, 2), widths=(4,), iterations=5, eval_tasks=50,
                                      seeds=2)
     results = fig3_depth_width.compute(config)
