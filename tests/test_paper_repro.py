@@ -412,7 +412,8 @@ def test_bench_json_prints_one_object_and_nothing_else():
                    "--kfo-forms", "linear,psd", timeout=300)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     report = json.loads(proc.stdout)
-    assert set(report) == {"maml", "kfo", "config"}
+    assert set(report) == {"maml", "kfo", "runs", "config"}
+    assert report["runs"]["stacked_speedup"] > 0 and report["runs"]["iterations"] == 1
     maml = report["maml"]
     for key in ("batched_speedup", "low_rank_speedup", "closed_form_speedup"):
         assert math.isfinite(maml[key]) and maml[key] > 0, key

@@ -32,6 +32,7 @@ import torch
 
 from simulations.experiments.kfo_benchmark import benchmark_kfo_cost, format_kfo_cost
 from simulations.experiments.measure import time_interleaved
+from simulations.experiments.runs_benchmark import benchmark_stacked_runs, format_stacked_runs
 from simulations.linear_chain_maml import closed_form_meta_loss, low_rank_meta_loss
 from simulations.maml import InnerLoop, Params, initial_params, meta_loss
 from simulations.meta_gradient import shallow_meta_gradient
@@ -277,9 +278,11 @@ def format_k_step_theory(result: dict) -> str:
 
 def run(config: BenchConfig, progress: bool = False) -> dict:
     """{"meta_training": (a)–(c), "kfo_cost": one result per form, "vision": conv-net result or None,
-    "k_step_theory": the exact theory's timing at k = 50}."""
+    "k_step_theory": the exact theory's timing at k = 50, "stacked_runs": independent runs at once against one
+    after another (runs_benchmark, at its own small setting and one thread)}."""
     sizes = {"threads": config.threads, "meta_batch": config.meta_batch}
     report = {"k_step_theory": benchmark_k_step_theory(),
+              "stacked_runs": benchmark_stacked_runs(iterations=config.iterations),
               "meta_training": benchmark_meta_training(iterations=config.iterations, **sizes),
               "kfo_cost": [benchmark_kfo_cost(iterations=config.iterations, form=form, **sizes)
                            for form in config.kfo_forms], "vision": None}
@@ -296,12 +299,14 @@ def json_report(report: dict) -> dict:
     {"maml": {"batched_speedup", "low_rank_speedup", "closed_form_speedup" (paths of (b), loop time /
     path time), "shallow_closed_form_speedup" ((c)), "gradients_agree"}, "kfo": {form: {"time_ratio",
     "memory_ratio"} (KFO step / plain step, functional path), plus "closed_form": the same two on the
-    closed-form path (linear, psd)}, "config": the settings}; "vision" too with --vision.
+    closed-form path (linear, psd)}, "runs": {"stacked_speedup" (runs_benchmark: R runs one after another / at
+    once) and its settings}, "config": the settings}; "vision" too with --vision.
     """
     maml = report["meta_training"]
     timing, shallow = maml["timing"], maml["closed_form"]
     out = {"maml": {f"{p}_speedup": timing[p]["ratio"] for p in PATHS[:-1]},
            "kfo": {r["settings"]["form"]: _kfo_ratios(r) for r in report["kfo_cost"]},
+           "runs": {"stacked_speedup": report["stacked_runs"]["speedup"], **report["stacked_runs"]["settings"]},
            "config": {**maml["settings"], "goal_ratio": GOAL_RATIO,
                       "at_goal_settings": maml["goal"]["at_goal_settings"],
                       "kfo_forms": [r["settings"]["form"] for r in report["kfo_cost"]]}}
@@ -325,7 +330,7 @@ def format_report(report: dict) -> str:
     from simulations.experiments.vision_benchmark import format_vision_benchmark
 
     parts = [format_benchmark(report["meta_training"]), *map(format_kfo_cost, report["kfo_cost"]),
-             format_k_step_theory(report["k_step_theory"])]
+             format_k_step_theory(report["k_step_theory"]), format_stacked_runs(report["stacked_runs"])]
     if report["vision"] is not None:
         parts.append(format_vision_benchmark(report["vision"]))
     return "\n\n".join(parts)
