@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from simulations.linear_chain_maml import chain_meta_loss, chain_task_losses, fast_path
+from simulations.linear_chain_maml import chain_meta_loss, chain_run_losses, chain_task_losses, fast_path
 from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, meta_loss, task_losses
 from simulations.reptile import reptile_direction
 from simulations.statistics import Estimate
@@ -111,10 +111,9 @@ def meta_train_runs(models: list[torch.nn.Module], sampler: TaskSampler, inner: 
     summed, so every run's gradient is its own; the optimizer's update is elementwise and the schedule
     shared, so each run keeps its own optimizer state; run r draws its tasks from its own generator at
     seeds[r]. The same numbers as meta_train run by run, to float rounding (tests). Otherwise the runs go
-    one after another through meta_train.
+    one after another through meta_train. Either way the given models and transforms are left as they were:
+    the trained factors are in each result's ``transform``.
     """
-    from simulations.linear_chain_maml import chain_run_losses
-
     runs = len(models)
     transforms = [None] * runs if transforms is None else list(transforms)
     if runs < 1 or len(seeds) != runs or len(transforms) != runs:
@@ -123,7 +122,10 @@ def meta_train_runs(models: list[torch.nn.Module], sampler: TaskSampler, inner: 
     if (any(fast_path(m, inner, t) is None for m, t in zip(models, transforms))
             or len({tuple(m.widths) for m in models}) > 1 or len(kinds) > 1):
         return [_meta_train_or_divergence(model, sampler, inner, iterations, meta_batch, meta_lr, seed=seed,
-                                          transform=transform, learn_init=learn_init, lr_decay=lr_decay,
+                                          transform=None if transform is None else transform.with_params(
+                                              {k: v.detach().clone().requires_grad_(True)
+                                               for k, v in transform.params.items()}),
+                                          learn_init=learn_init, lr_decay=lr_decay,
                                           progress=progress, optimizer=optimizer,
                                           on_step=None if on_step is None else functools.partial(on_step, r))
                 for r, (model, seed, transform) in enumerate(zip(models, seeds, transforms))]

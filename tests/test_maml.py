@@ -208,8 +208,10 @@ def test_meta_train_runs_goes_one_after_another_where_it_cannot_stack():
     calls = []
     results = meta_train_runs(models, sampler, inner, 3, [0, 1], 4, 0.01, transforms,
                               on_step=lambda r, i, p, t: calls.append((r, i)))
-    for r, model in enumerate(models):  # meta_train trains a transform's factors in place: fresh ones
-        single = meta_train(model, sampler, inner, 3, 4, 0.01, seed=r, transform=kfo_transform(model, "nonlinear"))
+    for r, model in enumerate(models):  # the given transforms are untouched (meta_train trains its own in place)
+        assert all(torch.equal(v, w) for v, w in zip(transforms[r].params.values(),
+                                                     kfo_transform(model, "nonlinear").params.values()))
+        single = meta_train(model, sampler, inner, 3, 4, 0.01, seed=r, transform=transforms[r])
         assert results[r].history == single.history
     assert calls == [(r, i) for r in range(2) for i in range(4)]
     with pytest.raises(ParameterError) as info:
