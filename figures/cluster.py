@@ -45,7 +45,9 @@ def connect(workers: int, scheduler: str | None) -> Client:
                  if os.environ.get("MALLOC_TRIM_THRESHOLD_") == dask_default else None)
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            # the scheduler's HTTP server (health, metrics; the dashboard where bokeh is installed) on a free port:
+            # the default 8787 may be another cluster's, which would print a warning on every run
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                    silence_logs=logging.ERROR)  # not the workers' routine warnings on closing
     finally:
         if left_over is not None:

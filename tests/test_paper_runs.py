@@ -50,7 +50,7 @@ def _thread_cluster(workers: int, scheduler):
     from distributed import Client, LocalCluster
 
     assert scheduler is None
-    return Client(LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None),
+    return Client(LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"),
                   set_as_default=False)
 
 

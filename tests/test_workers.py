@@ -29,7 +29,7 @@ def _tiny(mp: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def cluster():
     """Two one-thread worker processes, shared by the tests that pass --scheduler."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local:
         yield local
 
 
@@ -153,3 +153,26 @@ def test_local_workers_keep_glibc_malloc_trimming():
         client.close()
         local.close()
     assert trim is None and omp == "1"
+
+
+def test_local_cluster_leaves_port_8787_alone():
+    """The scheduler's HTTP server takes a free port: with 8787 taken (another Dask cluster's dashboard, say)
+    connect() starts without the "Port 8787 is already in use" warning."""
+    import socket
+    import warnings
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:  # someone else holds it already: the situation under test
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            client = figures_cluster.connect(1, None)
+        local = client.cluster
+        client.close()
+        local.close()
+    finally:
+        holder.close()
