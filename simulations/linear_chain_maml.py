@@ -4,8 +4,9 @@ Over K support points a bias-free layer's gradient has rank ≤ K: ∇W_l L = D_
 D_l = ∂L/∂Z_l (K, out) at the layer's output and H_l its input (K, in). After j inner steps
 W'_l = W_l − α Σ_i D_l⁽ⁱ⁾ᵀ H_l⁽ⁱ⁾, so the adapted layer applied to A (N, in) is
 A W_lᵀ − α Σ_i (A H_l⁽ⁱ⁾ᵀ) D_l⁽ⁱ⁾: O(N K (in + out)) per task instead of O(in · out).
-The objective and its meta-gradient equal simulations.maml.meta_loss (tests: to 1e-10);
-``meta_train`` uses this path for LinearChain models without a gradient transform.
+The objective and its meta-gradient equal simulations.maml.meta_loss (tests: to 1e-10).
+``fast_path`` says which path applies; training.meta_train and training.evaluate take it for every LinearChain
+it covers (closed form for the squared loss, low rank for other losses) and the functional path otherwise.
 
 ``closed_form_meta_loss`` is the same for the squared loss with the inner gradients written out
 instead of taken by autograd: for L_τ = ½ mean (Z_L − Y)² over the N = K·out entries of the output,
@@ -22,8 +23,8 @@ Independent runs at once (``chain_run_losses``, what training.meta_train_runs us
 factors carry a leading run axis R ((R, out, in)) and the tasks are the runs' meta-batches one after the other
 ((R·T, N, d)); a product with a weight folds each run's tasks and points into one matrix, every other
 operation is per task, so each run's meta-loss depends on its own tensors only and the gradient of their
-sum is every run's own meta-gradient. Small chains are bound by per-operation overhead, so R runs cost
-about what one does.
+sum is every run's own meta-gradient. Small chains are bound by per-operation overhead, which R runs pay
+once: 3 runs at figure 3's sizes cost about 1.3 runs' time (``paper_repro.py bench``, "Stacked runs").
 """
 from __future__ import annotations
 
@@ -53,10 +54,7 @@ def chain_run_losses(model: LinearChain, params: Params, batch: TaskBatch, inner
                      transform: GradientTransform | None = None) -> torch.Tensor:
     """Each run's MAML objective, (R,), for parameters and transform factors stacked along a leading run axis
     and the runs' meta-batches one after the other (module doc); ``fast_path``'s choice of path."""
-    path = fast_path(model, inner, transform)
-    if path is None:
-        raise ParameterError("transform", getattr(transform, "kronecker", None),
-                             "None, or a linear or psd KFO with the squared loss (a LinearChain fast path)")
+    path = _require_fast_path(model, inner, transform)
     adapted = (_closed_form_adapted(model, params, batch, inner, transform) if path == "closed_form"
                else _low_rank_adapted(model, params, batch, inner))
     _, out = _chain_forward(*adapted, batch.x_query, inner.alpha)  # (R·T, Q, out)
@@ -96,10 +94,7 @@ def chain_task_losses(model: LinearChain, params: Params, batch: TaskBatch, inne
                       with_pre: bool = True) -> dict[str, torch.Tensor]:
     """Per-task query losses before and after adaptation, each (T,): simulations.maml.task_losses (same keys)
     computed by ``fast_path``'s choice, without forming any task's adapted weights."""
-    path = fast_path(model, inner, transform)
-    if path is None:
-        raise ParameterError("transform", getattr(transform, "kronecker", None),
-                             "None, or a linear or psd KFO with the squared loss (a LinearChain fast path)")
+    path = _require_fast_path(model, inner, transform)
     if path == "closed_form":
         adapted = _closed_form_adapted(model, params, batch, inner, transform)
     elif torch.is_grad_enabled():
@@ -122,6 +117,14 @@ def chain_task_losses(model: LinearChain, params: Params, batch: TaskBatch, inne
         if with_accuracy:
             out[f"{prefix}_accuracy"] = torch.vmap(accuracy)(pred, batch.y_query)
     return out
+
+
+def _require_fast_path(model: torch.nn.Module, inner: InnerLoop, transform: GradientTransform | None) -> str:
+    path = fast_path(model, inner, transform)
+    if path is None:
+        raise ParameterError("transform", getattr(transform, "kronecker", None),
+                             "None, or a linear or psd KFO with the squared loss (a LinearChain fast path)")
+    return path
 
 
 def _query_loss(model: LinearChain, adapted: tuple, batch: TaskBatch, inner: InnerLoop) -> torch.Tensor:

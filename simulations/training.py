@@ -106,7 +106,8 @@ def meta_train_runs(models: list[torch.nn.Module], sampler: TaskSampler, inner: 
     meta_train's callback for run r.
 
     Where every model is a LinearChain of one shape on a fast path (simulations.linear_chain_maml.fast_path)
-    the runs go at once, in about the time of one where each step is small: parameters (and transform
+    the runs go at once, paying the per-operation cost of a small step once (3 runs at figure 3's sizes: about
+    1.3 runs' time): parameters (and transform
     factors) stacked along a leading run axis, their meta-losses (linear_chain_maml.chain_run_losses)
     summed, so every run's gradient is its own; the optimizer's update is elementwise and the schedule
     shared, so each run keeps its own optimizer state; run r draws its tasks from its own generator at
