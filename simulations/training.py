@@ -146,8 +146,10 @@ def meta_train_runs(models: list[torch.nn.Module], sampler: TaskSampler, inner: 
     histories, failed = [[] for _ in models], [None] * runs
 
     def report(i):
+        if on_step is None:
+            return
         for r in range(runs):
-            if on_step is not None and failed[r] is None:
+            if failed[r] is None:
                 on_step(r, i, {n: p[r] for n, p in params.items()}, {k: t[r] for k, t in t_params.items()})
 
     report(0)
