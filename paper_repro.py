@@ -3,6 +3,7 @@
 
   python paper_repro.py                 every figure, quick profile (same as `figures`)
   python paper_repro.py figures ...     the figures (--full, --only 1,4, --seed, --out, --replot)
+  python paper_repro.py compare RUN_DIR does a run's output reproduce the committed figures (and by how much)
   python paper_repro.py verify          every closed form against its simulation twin
   python paper_repro.py explore ...     the failure mode for one setting, theory next to simulation
   python paper_repro.py bench           batched functional MAML against a per-task loop
@@ -43,6 +44,9 @@ class Command(NamedTuple):
 
 COMMANDS = {
     "figures": Command("figures.registry", "FiguresConfig", "make the paper's figures (the default)"),
+    "compare": Command("figures.compare", "CompareConfig",
+                       "does a run reproduce the committed figures? column by column, under each figure's rules",
+                       prints_json=True),
     "verify": Command("simulations.experiments.verify", "VerifyConfig",
                       "hold every theory result against simulation"),
     "explore": Command("simulations.experiments.explore", "ExploreConfig", "the failure mode for one setting",

@@ -17,6 +17,7 @@ import torch
 
 from figures.checkpoint import run_units
 from figures.common import COLORS, Profiles, draw_reference_losses, mean_ci95
+from figures.reproduction import EXACT, KEY, TRAINED
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import make_generator, sample_classification_tasks, sample_regression_tasks
@@ -51,6 +52,13 @@ class Config(Profiles):
     seeds: int = 3  # independent runs for the 95% interval
 
     FULL: ClassVar[dict] = {"iterations": 3000, "eval_every": 100, "eval_tasks": 10_000, "seeds": 10}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "panel": KEY, "model": KEY, "iteration": KEY, "metric": KEY,
+    "mean": TRAINED, "ci95": TRAINED,  # float64 meta-training (Adam), then evaluation on seeded tasks
+    "seeds": EXACT,
+}
 
 
 def _family(config: Config, seed: int) -> LinearTaskFamily:

@@ -21,6 +21,7 @@ from matplotlib.colors import LogNorm
 
 from figures.checkpoint import run_units
 from figures.common import COLORS, REFERENCE_STYLE, Profiles, draw_reference_losses
+from figures.reproduction import KEY, TEXT, TRAINED
 from simulations.maml import InnerLoop, adapt, initial_params, meta_loss
 from simulations.models import deep_linear, shallow_linear
 from simulations.tasks import make_generator, sample_regression_tasks
@@ -54,6 +55,14 @@ class Config(Profiles):
     grid: int = 121  # contour resolution per axis
 
     FULL: ClassVar[dict] = {"iterations": 800, "meta_batch": 256, "meta_lr": 0.03, "record_every": 5, "grid": 241}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "kind": KEY, "model": KEY, "iteration": KEY,
+    "w1": TRAINED, "w2": TRAINED,  # grid points, minima and gradient-descent trajectories
+    "value": TRAINED,  # closed forms on the grid, losses along the trajectories (seen 1.3e-8 apart between CPUs)
+    "note": TEXT,
+}
 
 
 def _family(config: Config) -> LinearTaskFamily:

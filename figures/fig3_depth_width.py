@@ -34,6 +34,7 @@ import torch
 
 from figures.checkpoint import run_units
 from figures.common import COLORS, REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, draw_reference_losses, mean_ci95
+from figures.reproduction import EXACT, KEY, TEXT, TRAINED
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
@@ -75,6 +76,15 @@ class Config(Profiles):
     FULL: ClassVar[dict] = {"iterations": 2000, "meta_batch": 64, "eval_tasks": 20_000, "seeds": 10,
                             "restarts": 6, "depths": (1, 2, 3, 4, 5), "widths": (1, 2, 4, 8, 16, 32),
                             "dims": (5, 10, 20, 40, 80)}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "panel": KEY, "x": KEY, "dim": KEY, "depth": KEY, "width": KEY, "variant": KEY,
+    # meta-trained runs, the exact losses at their trained weights, L-BFGS descents and optima (float64)
+    "post_loss": TRAINED, "post_ci95": TRAINED, "pre_loss": TRAINED, "pre_ci95": TRAINED,
+    "closed_form_at_trained": TRAINED, "surrogate_at_trained": TRAINED, "descent_from_init": TRAINED,
+    "seeds": EXACT, "diverged": EXACT, "note": TEXT,
+}
 
 
 def _settings(config: Config) -> dict[tuple[int, int, int, str], list[tuple[str, float]]]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from figures.checkpoint import run_units
 from figures.common import Profiles
+from figures.reproduction import FIXED_SEED, KEY, SCORE, TEXT, TRAINED
 from simulations.checks import CHECKS, Check
 from simulations.statistics import Z_CHECK
 
@@ -20,6 +21,15 @@ class Config(Profiles):
     scale: float = 0.3  # fraction of verify's sample sizes and iterations (quick profile)
 
     FULL: ClassVar[dict] = {"scale": 1.0}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "name": KEY, "setting": KEY,
+    "theory": FIXED_SEED,  # closed forms, and the Bayes floor's seeded Monte-Carlo where it has no closed form
+    "simulation": TRAINED,  # Monte-Carlo at fixed seeds, autograd values and meta-trained parameters
+    "tolerance": TEXT,  # the rule, with the residual or the interval printed in it
+    "passed": TEXT, "kind": KEY, "score": SCORE,
+}
 
 
 def _check(check: Callable[[float], Check], scale: float) -> dict:

@@ -14,6 +14,7 @@ from matplotlib.colors import LogNorm
 
 from figures.checkpoint import run_units
 from figures.common import Profiles
+from figures.reproduction import EXACT, KEY
 from theory.preconditioned_maml import GAIN_SYMBOLS, isotropic_gain_symbolic
 
 
@@ -25,6 +26,12 @@ class Config(Profiles):
     n_rank: int = 50  # grid points along r/d (0.02 to 1)
 
     FULL: ClassVar[dict] = {"n_ratio": 200, "n_rank": 200}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "d_over_k": KEY, "r_over_d": KEY,  # the grid (np.logspace: its last bit differs between CPUs)
+    "shallow_best_over_pre": EXACT, "preconditioner_gain": EXACT,
+}
 
 
 def _grid(config: Config) -> dict:

@@ -1,6 +1,13 @@
 """Figure 7, few-shot vision: MAML and ANIL × {plain, LinNet, KFO} × {shallow 2-block, deep 4-block}
-conv nets, novel-class test accuracy with 95% intervals over test episodes, for each available dataset:
-every dataset's test classes are absent from meta-training.
+conv nets, novel-class test accuracy for each available dataset: every dataset's test classes are
+absent from meta-training.
+
+Each setting is meta-trained from ``seeds`` training seeds (seed s: the initialisation, the training
+episodes and the test episodes); its accuracy is the mean over seeds with a Student-t 95% interval
+over them, so the interval covers training randomness and test-episode sampling together. One
+training run's interval over its test episodes would not: float32 training turns last-bit
+differences (another CPU's kernels) into another training run, which lands outside it. Differences
+between a remedy and plain use the same seeds, so they are paired by seed.
 
 digits (scikit-learn's 8×8 handwritten digits, bundled; classes are (digit, rotation) pairs, digits
 0–5 meta-train, 8–9 meta-test) always runs; Omniglot, CIFAR-FS and
@@ -18,10 +25,10 @@ from functools import partial
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from figures.checkpoint import run_units
-from figures.common import Profiles
+from figures.common import Profiles, mean_ci95
+from figures.reproduction import EXACT, KEY, TEXT, WIDTH, within
 from simulations.experiments.vision import VisionConfig, run_vision
 from simulations.vision.datasets import load_pool
 from theory.errors import DatasetError, DivergenceError
@@ -41,12 +48,20 @@ class Config(Profiles):
     iterations: int = 40  # meta-steps per run (literature: 60,000; the quick profile shows the trend, not the end)
     meta_batch: int = 16
     eval_tasks: int = 200  # test episodes per run (literature: 600)
+    seeds: int = 3  # training seeds per setting: the interval is over them (Student-t, 2 degrees of freedom)
     width: int | None = 16  # conv channels (None: 64 for Omniglot, 32 otherwise)
     alpha: float = 0.5
     meta_lr: float = 0.003
     device: str = "cpu"
 
-    FULL: ClassVar[dict] = {"iterations": 60_000, "meta_batch": 32, "eval_tasks": 600, "width": None}
+    FULL: ClassVar[dict] = {"iterations": 60_000, "meta_batch": 32, "eval_tasks": 600, "width": None, "seeds": 5}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "dataset": KEY, "method": KEY, "depth": KEY, "remedy": KEY,
+    "test_accuracy": within("ci95"),  # float32 training: another CPU's last bits give another training run
+    "ci95": WIDTH, "seeds": EXACT, "test_tasks": EXACT, "diverged_seeds": EXACT, "note": TEXT,
+}
 
 
 def available(config: Config) -> dict[str, str | None]:
@@ -73,8 +88,8 @@ def _run(config: Config, dataset: str, method: str, remedy: str, depth: int, see
     return {key: report[key] for key in ("test_accuracy", "ci95", "test_tasks", "train_seconds", "classes")}
 
 
-def _runs(config: Config, status: dict[str, str | None]):
-    """(unit key, dataset, method, depth name, remedy) of every run on a present dataset, in the figure's order."""
+def _settings(config: Config, status: dict[str, str | None]):
+    """(unit key, dataset, method, depth name, remedy) of every setting on a present dataset, in the figure's order."""
     for dataset in (d for d, reason in status.items() if reason is None):
         for method in METHODS:
             for depth_name in DEPTHS:
@@ -82,18 +97,36 @@ def _runs(config: Config, status: dict[str, str | None]):
                     yield f"{dataset}/{method}/{depth_name}/{remedy}", dataset, method, depth_name, remedy
 
 
+def _seeds(config: Config, seed: int) -> list[int]:
+    """The training seeds of every setting (the first is ``seed`` itself)."""
+    return [seed + 100 * s for s in range(config.seeds)]
+
+
 def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """One run per present dataset × method × depth × remedy: key -> a picklable zero-argument callable."""
-    return {key: partial(_run, config, dataset, method, remedy, DEPTHS[depth], seed)
-            for key, dataset, method, depth, remedy in _runs(config, available(config))}
+    """One run per present dataset × method × depth × remedy × training seed: key -> a picklable zero-argument
+    callable."""
+    return {f"{key}/seed{s}": partial(_run, config, dataset, method, remedy, DEPTHS[depth], s)
+            for key, dataset, method, depth, remedy in _settings(config, available(config))
+            for s in _seeds(config, seed)}
+
+
+def _summary(per_seed: list[dict]) -> dict:
+    """A setting's mean accuracy over the seeds that did not diverge, with its Student-t 95% interval."""
+    accuracies = [r["test_accuracy"] for r in per_seed if "test_accuracy" in r]
+    out = {"seeds": len(accuracies), "diverged_seeds": len(per_seed) - len(accuracies), "per_seed": per_seed}
+    if len(accuracies) >= 2:
+        out["test_accuracy"], out["ci95"] = mean_ci95(accuracies)
+    return out
 
 
 def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
     status = available(config)
-    runs = [{"dataset": dataset, "method": method, "depth": depth, "remedy": remedy, **done[key]}
-            for key, dataset, method, depth, remedy in _runs(config, status)]
+    runs = [{"dataset": dataset, "method": method, "depth": depth, "remedy": remedy,
+             **_summary([done[f"{key}/seed{s}"] | {"seed": s} for s in _seeds(config, seed)])}
+            for key, dataset, method, depth, remedy in _settings(config, status)]
     return {"runs": runs, "unavailable": {d: r for d, r in status.items() if r is not None},
-            "ways": config.ways, "shots": config.shots, "iterations": config.iterations}
+            "ways": config.ways, "shots": config.shots, "iterations": config.iterations,
+            "eval_tasks": config.eval_tasks, "seeds": config.seeds}
 
 
 def compute(config: Config, seed: int = 0, progress=None) -> dict:
@@ -101,63 +134,98 @@ def compute(config: Config, seed: int = 0, progress=None) -> dict:
 
 
 def n_units(config: Config) -> int:
-    """Progress units: one run per present dataset × method × depth × remedy (absent datasets run nothing)."""
+    """Progress units: one run per present dataset × method × depth × remedy × seed (absent datasets run nothing)."""
     present = sum(reason is None for reason in available(config).values())
-    return present * len(METHODS) * len(DEPTHS) * len(REMEDIES)
+    return present * len(METHODS) * len(DEPTHS) * len(REMEDIES) * config.seeds
 
 
 def rows(results: dict) -> list[dict]:
     # no timings in the CSV: the same seed gives the same bytes
-    keys = ("dataset", "method", "depth", "remedy", "test_accuracy", "ci95", "test_tasks")
-    out = [{k: r.get(k, "") for k in keys} | {"diverged": r.get("diverged", "")} for r in results["runs"]]
-    out += [{"dataset": d, "method": "", "depth": "", "remedy": "", "test_accuracy": "", "ci95": "",
-             "test_tasks": "", "diverged": f"unavailable: {reason}"}
+    out = [{"dataset": r["dataset"], "method": r["method"], "depth": r["depth"], "remedy": r["remedy"],
+            "test_accuracy": r.get("test_accuracy", ""), "ci95": r.get("ci95", ""), "seeds": r["seeds"],
+            "test_tasks": results["eval_tasks"], "diverged_seeds": r["diverged_seeds"],
+            "note": "; ".join(f"seed {p['seed']} diverged: {p['diverged']}" for p in r["per_seed"] if "diverged" in p)}
+           for r in results["runs"]]
+    out += [{"dataset": d, "method": "", "depth": "", "remedy": "", "test_accuracy": "", "ci95": "", "seeds": "",
+             "test_tasks": "", "diverged_seeds": "", "note": f"unavailable: {reason}"}
             for d, reason in results["unavailable"].items()]
     return out
 
 
 def plot(results: dict):
     datasets = sorted({r["dataset"] for r in results["runs"]}) or ["(none)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         groups = [(m, d) for m in METHODS for d in DEPTHS]
         width = 0.26
         for j, remedy in enumerate(REMEDIES):
-            acc, err = [], []
-            for method, depth in groups:
-                match = [r for r in results["runs"] if (r["dataset"], r["method"], r["depth"], r["remedy"])
-                         == (dataset, method, depth, remedy) and "test_accuracy" in r]
-                acc.append(match[0]["test_accuracy"] if match else np.nan)
-                err.append(match[0]["ci95"] if match else 0.0)
-            ax.bar(np.arange(len(groups)) + (j - 1) * width, acc, width, yerr=err, capsize=3,
-                   color=COLORS[remedy], label=remedy)
+            for g, (method, depth) in enumerate(groups):
+                run = _find(results, dataset, method, depth, remedy)
+                x = g + (j - 1) * width
+                if run is None or "test_accuracy" not in run:
+                    continue
+                ax.bar(x, run["test_accuracy"], width, yerr=run["ci95"], capsize=3, color=COLORS[remedy],
+                       label=remedy if g == 0 else None)
+                seeds = [p["test_accuracy"] for p in run["per_seed"] if "test_accuracy" in p]
+                ax.plot([x] * len(seeds), seeds, "o", ms=2.5, color="black", alpha=0.6,
+                        label="one training seed" if (g, j) == (0, 0) else None)
         ax.axhline(1 / results["ways"], color="black", lw=1, linestyle=":", label="chance")
         ax.set_xticks(range(len(groups)), [f"{m.upper()}\n{d}" for m, d in groups])
-        ax.set(ylim=(0, 1), ylabel="novel-class test accuracy (95% CI over test episodes)",
+        ax.set(ylim=(0, 1), ylabel=f"novel-class test accuracy\n(mean ± 95% CI over {results['seeds']} training seeds)",
                title=f"{dataset}: {results['ways']}-way {results['shots']}-shot, {results['iterations']} meta-steps"
                      + _split_text(results, dataset))
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", ncol=3)
     if results["unavailable"]:
         fig.text(0.01, -0.02, "not run (data not found): " + ", ".join(results["unavailable"]), fontsize=7)
     fig.tight_layout()
     return fig
 
 
+def _find(results: dict, dataset: str, method: str, depth: str, remedy: str) -> dict | None:
+    return next((r for r in results["runs"] if (r["dataset"], r["method"], r["depth"], r["remedy"])
+                 == (dataset, method, depth, remedy)), None)
+
+
 def _split_text(results: dict, dataset: str) -> str:
     """'\nclasses: 24 train / 8 validation / 8 test (disjoint)' from a run's report, '' if none ran."""
-    counts = next((r["classes"] for r in results["runs"] if r["dataset"] == dataset and "classes" in r), None)
+    counts = next((p["classes"] for r in results["runs"] if r["dataset"] == dataset for p in r["per_seed"]
+                   if "classes" in p), None)
     if counts is None:
         return ""
     return "\nclasses: " + " / ".join(f"{n} {split}" for split, n in counts.items()) + " (disjoint)"
 
 
+def paired_differences(results: dict) -> list[dict]:
+    """Each remedy against plain (same dataset, method and depth): the mean over seeds of the per-seed
+    accuracy difference (the same seeds: the same test episodes) with its Student-t 95% interval."""
+    out = []
+    for plain in (r for r in results["runs"] if r["remedy"] == "plain"):
+        base = {p["seed"]: p["test_accuracy"] for p in plain["per_seed"] if "test_accuracy" in p}
+        for remedy in (m for m in REMEDIES if m != "plain"):
+            run = _find(results, plain["dataset"], plain["method"], plain["depth"], remedy)
+            diffs = [p["test_accuracy"] - base[p["seed"]] for p in run["per_seed"]
+                     if "test_accuracy" in p and p["seed"] in base]
+            if len(diffs) >= 2:
+                mean, ci = mean_ci95(diffs)
+                out.append({"dataset": plain["dataset"], "method": plain["method"], "depth": plain["depth"],
+                            "remedy": remedy, "difference": mean, "ci95": ci, "resolved": abs(mean) > ci})
+    return out
+
+
 def caption(results: dict) -> str:
-    parts = []
-    for r in results["runs"]:
-        if "test_accuracy" in r:
-            parts.append(f"{r['method'].upper()} {r['depth']} {r['remedy']} {r['test_accuracy']:.1%}")
+    parts = [f"{r['method'].upper()} {r['depth']} {r['remedy']} {r['test_accuracy']:.1%} ± {r['ci95']:.1%}"
+             for r in results["runs"] if "test_accuracy" in r]
+    diffs = paired_differences(results)
+    resolved = [f"{d['method'].upper()} {d['depth']} {d['remedy']} {d['difference']:+.1%} ± {d['ci95']:.1%}"
+                for d in diffs if d["resolved"]]
+    ranking = (f" Against plain, paired by seed, {len(resolved)} of {len(diffs)} differences are resolved at 95%"
+               + (": " + "; ".join(resolved) if resolved else "") + "; the others are within their intervals, "
+               "so no ranking is claimed for them." if diffs else "")
+    diverged = sum(r["diverged_seeds"] for r in results["runs"])
     skipped = f" Not run (no data): {', '.join(results['unavailable'])}." if results["unavailable"] else ""
     return (f"{results['ways']}-way {results['shots']}-shot novel-class test accuracy (test classes unseen in "
-            f"meta-training) after {results['iterations']} meta-steps (95% intervals over test episodes in the "
-            f"CSV): " + "; ".join(parts) + "." + skipped)
+            f"meta-training) after {results['iterations']} meta-steps, mean ± 95% interval over "
+            f"{results['seeds']} training seeds ({results['eval_tasks']} test episodes each; the interval covers "
+            f"training randomness and test episodes together): " + "; ".join(parts) + "." + ranking
+            + (f" {diverged} run(s) diverged." if diverged else "") + skipped)

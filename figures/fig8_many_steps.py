@@ -22,6 +22,7 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from figures.checkpoint import run_units
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, mean_ci95
+from figures.reproduction import EXACT, KEY, TRAINED
 from simulations.maml import InnerLoop
 from simulations.models import shallow_linear
 from simulations.tasks import sample_regression_tasks
@@ -55,6 +56,13 @@ class Config(Profiles):
     seeds: int = 3  # independent runs for the 95% interval
 
     FULL: ClassVar[dict] = {"k_max": 100, "iterations": 1500, "eval_tasks": 10_000, "seeds": 5}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "panel": KEY, "dim": KEY, "steps": KEY, "kind": KEY,
+    "value": TRAINED, "ci95": TRAINED,  # closed forms, the Bayes floor's seeded Monte-Carlo, meta-trained runs
+    "alpha": EXACT,
+}
 
 
 def _family(config: Config, dim: int, seed: int = 0) -> LinearTaskFamily:

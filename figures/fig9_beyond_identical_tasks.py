@@ -24,6 +24,7 @@ from typing import ClassVar
 import matplotlib.pyplot as plt
 
 from figures.common import Profiles
+from figures.reproduction import EXACT, FIXED_SEED, KEY, TEXT, TRAINED
 from simulations.experiments.finite_tasks import FiniteTasksConfig
 from simulations.experiments.finite_tasks import run as run_finite_tasks
 from simulations.twins.fixed_points import meta_trained_fixed_point
@@ -60,6 +61,15 @@ class Config(Profiles):
     sim_iterations: int = 120
 
     FULL: ClassVar[dict] = {"runs": 10_000, "sim_steps": (1, 2, 3, 4, 5, 6), "sim_runs": 10, "sim_iterations": 400}
+
+
+COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
+    "panel": KEY, "algorithm": KEY, "train_alpha": KEY, "steps": KEY, "support": KEY,
+    "value": FIXED_SEED, "ci95": FIXED_SEED,  # exact given the training set, Monte-Carlo over seeded training sets
+    "approximation": EXACT, "stable": TEXT,
+    "meta_trained": TRAINED, "meta_trained_ci95": TRAINED,  # SGD meta-training runs
+    "note": TEXT,
+}
 
 
 def _support_key(support: float) -> str:

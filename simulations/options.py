@@ -10,6 +10,7 @@ turns every field into one option, its type read from the annotation:
   tuple[X, ...]      a comma-separated list of X ('' = empty)  X | None   an optional X (default None)
   tuple[X, ...] with ``repeat=True``: one X per occurrence of the option (``--group A --group B``),
              read by ``parse``; absent, the field keeps its default
+  ``positional=True``: a required positional argument named by ``metavar`` (``compare RUN_DIR``)
 
 ``config_from_args(Config, args)`` builds the config from the parsed namespace; the config's own
 ``__post_init__`` then checks the ranges and raises ParameterError naming the field, which
@@ -27,16 +28,23 @@ from theory.errors import require_int
 
 
 def option(default, help: str, *, flag: str | None = None, choices=None, parse=None, metavar: str | None = None,
-           repeat: bool = False):
+           repeat: bool = False, positional: bool = False):
     """A config field with its command-line help (``flag`` overrides ``--field-name``; ``parse``, a
     converter from the option's text, overrides the one read from the annotation, with ``metavar``;
-    ``repeat``: the option may be given several times, each occurrence one element of a tuple field)."""
+    ``repeat``: the option may be given several times, each occurrence one element of a tuple field;
+    ``positional``: a required argument without a flag, named ``metavar`` (``default`` is only the
+    dataclass's, for building the config in Python))."""
+    if positional and not metavar:
+        raise TypeError("a positional option needs its metavar (the name the usage line and errors show)")
     metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None,
-                "parse": parse, "metavar": metavar, "repeat": repeat}
+                "parse": parse, "metavar": metavar, "repeat": repeat, "positional": positional}
     return dataclasses.field(default=default, metadata=metadata)
 
 
 def flag_of(field: dataclasses.Field) -> str:
+    """What the user types for ``field``: its option (``--field-name``), or a positional argument's metavar."""
+    if field.metadata.get("positional"):
+        return field.metadata["metavar"]
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
@@ -48,7 +56,8 @@ def flags(*configs) -> dict[str, str]:
 def takes_value(*configs) -> set[str]:
     """The options of ``configs`` that read a value (all but the switches)."""
     hints = {name: hint for config in configs for name, hint in typing.get_type_hints(config).items()}
-    return {flag_of(f) for config in configs for f in dataclasses.fields(config) if hints[f.name] is not bool}
+    return {flag_of(f) for config in configs for f in dataclasses.fields(config)
+            if hints[f.name] is not bool and not f.metadata.get("positional")}
 
 
 def _finite(kind, choices=None):
@@ -137,6 +146,11 @@ def add_options(parser: argparse.ArgumentParser, config) -> None:
     """One ``--field-name`` option per field of the dataclass ``config``; dest = field name."""
     hints = typing.get_type_hints(config)
     for field in dataclasses.fields(config):
+        if field.metadata.get("positional"):
+            if hints[field.name] is not str:
+                raise TypeError(f"positional option {field.name!r} must be a str")
+            parser.add_argument(field.name, metavar=field.metadata["metavar"], help=field.metadata["help"])
+            continue
         default = None if field.metadata.get("repeat") else field.default  # append must not extend the default
         parser.add_argument(flag_of(field), dest=field.name, default=default, **_argument(field, hints[field.name]))
 
