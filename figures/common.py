@@ -57,12 +57,14 @@ def draw_reference_losses(ax, levels: dict, keys=REFERENCE_LOSSES, with_values: 
     return lines
 
 
-def mean_ci95(samples) -> tuple[float, float]:
-    """Mean over seeds and the half-width of its 95% Student-t interval (0 for one seed)."""
+def mean_ci95(samples, level: float = 0.95) -> tuple[float, float]:
+    """Mean over seeds and the half-width of its Student-t interval at ``level`` (two-sided; 95% unless a
+    multiple comparison asks for more; 0 for one seed)."""
     x = np.asarray(samples, float)
     if x.size < 2:
         return float(x.mean()), 0.0
-    return float(x.mean()), float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    quantile = stats.t.ppf(0.5 + level / 2, x.size - 1)
+    return float(x.mean()), float(quantile * x.std(ddof=1) / np.sqrt(x.size))
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:

@@ -1,20 +1,24 @@
 """``paper_repro.py compare RUN_DIR``: does a run reproduce the committed figures, and by how much?
 
 For every figure CSV in RUN_DIR (``figN_name.csv``, as the figures command writes them), every
-column is held against the same figure's CSV in ``--against`` (default: the committed
-figures/generated) under the rule the figure declares for it (``COLUMNS`` beside its Config; the
-rules are figures.reproduction's). The report is a table: figure, column, cells compared, the
-largest deviation, the rule and the verdict; exit status 0 when every column holds, 1 when any does
-not, 2 (one line) when RUN_DIR or the reference is not a run's output, a CSV has other columns or
-rows than its figure writes, or the two were made with another seed or profile. Figures absent
-from RUN_DIR are listed, not compared. Where the JSON records beside the CSVs are present, the
-environments that made the two (library versions, lock file, CPU kernels) are printed when they
-differ: that is where last-bit differences come from.
+column is held against the same figure's committed CSV under the rule the figure declares for it
+(``COLUMNS`` beside its Config; the rules are figures.reproduction's). The reference is
+figures/generated as committed (read from git's HEAD, so a run that has just overwritten the
+folder is compared with what was there before; the folder itself outside a git checkout), or the
+folder ``--against DIR`` as it is on disk. The report is a table: figure, column, cells compared,
+the largest deviation, the share of what the rule allows, the rule and the verdict; exit status 0
+when every column holds, 1 when any does not, 2 (one line) when RUN_DIR or the reference is not a
+run's output, a CSV has other columns or rows than its figure writes, or the two were made with
+another seed or profile. Figures absent from RUN_DIR are listed, not compared. Where the JSON
+records beside the CSVs are present, the environments that made the two (library versions, lock
+file, CPU kernels) are printed where they differ: that is where last-bit differences come from.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,54 +27,99 @@ from figures.reproduction import compare_tables
 from simulations.options import flags, option
 from theory.errors import UsageError
 
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = "figures/generated"  # the reference, relative to the repository
+
 
 @dataclass(frozen=True)
 class CompareConfig:
     """A run's output folder held against the reference figures."""
 
-    run_dir: str = option("", "folder of a run's figure CSVs (what `paper_repro.py --out DIR` wrote)",
+    run_dir: str = option("", "folder of a run's figure CSVs (what `paper_repro.py [--out DIR]` wrote)",
                           positional=True, metavar="RUN_DIR")
-    against: str = option("figures/generated", "the reference folder: the committed CSVs")
+    against: str | None = option(None, "reference folder, read as it is on disk (default: figures/generated as "
+                                       "committed, from git's HEAD)")
 
 
-def _where(config: CompareConfig, name: str) -> str:
-    return flags(CompareConfig)[name]
+@dataclass(frozen=True)
+class Figure:
+    """One figure's CSV text and JSON record, from a folder or from git."""
+
+    number: int
+    where: str  # the CSV's path as shown in messages
+    text: str | None  # None: unreadable (bytes that are not UTF-8)
+    record: dict
 
 
-def _figure_csvs(config: CompareConfig, name: str) -> dict[int, Path]:
-    """figure number -> its CSV in the folder of option ``name``; UsageError if there is none."""
-    folder = Path(getattr(config, name))
+def _csv_name(number: int) -> str:
+    return f"fig{number}_{FIGURES[number][0]}.csv"
+
+
+def _json(text: str | None) -> dict:
+    try:
+        record = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _from_folder(folder: Path, option_name: str) -> dict[int, Figure]:
     if not folder.is_dir():
-        raise UsageError(f"argument {_where(config, name)}: {str(folder)!r} is not a folder")
-    found = {n: folder / f"fig{n}_{stem}.csv" for n, (stem, _) in FIGURES.items()}
-    found = {n: path for n, path in found.items() if path.is_file()}
-    if not found:
-        raise UsageError(f"argument {_where(config, name)}: {str(folder)!r} holds no figure CSVs "
-                         f"(figN_name.csv): not a run's output")
+        raise UsageError(f"argument {option_name}: {str(folder)!r} is not a folder")
+    found = {}
+    for number in FIGURES:
+        path = folder / _csv_name(number)
+        if path.is_file():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                text = None
+            except OSError as err:
+                raise UsageError(f"argument {option_name}: {path} is not readable ({err.strerror})") from None
+            record = path.with_suffix(".json")
+            found[number] = Figure(number, str(path), text, _json(record.read_text() if record.is_file() else None))
     return found
 
 
-def _read(config: CompareConfig, name: str, number: int, path: Path) -> list[dict]:
-    """The CSV's rows, checked to have exactly figure ``number``'s columns."""
-    expected = list(FIGURES[number][1].COLUMNS)
+def _git(*args: str) -> str | None:
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            rows, header = list(reader), reader.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise UsageError(f"argument {_where(config, name)}: {path} is not readable as CSV ({err})") from None
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
+
+
+def _committed() -> tuple[dict[int, Figure], str]:
+    """The committed figures/generated at git's HEAD, and how the report names it; the folder on disk when
+    this is not a git checkout (an unpacked archive)."""
+    listed = _git("ls-tree", "--name-only", "HEAD", f"{COMMITTED}/")
+    commit = _git("rev-parse", "--short", "HEAD")
+    if listed is None or commit is None:
+        return _from_folder(ROOT / COMMITTED, "--against"), COMMITTED
+    names = set(listed.split())
+    found = {}
+    for number in FIGURES:
+        name = f"{COMMITTED}/{_csv_name(number)}"
+        if name in names:
+            record = _git("show", f"HEAD:{name[:-4]}.json") if f"{name[:-4]}.json" in names else None
+            found[number] = Figure(number, f"HEAD:{name}", _git("show", f"HEAD:{name}"), _json(record))
+    return found, f"{COMMITTED} as committed (HEAD {commit.strip()})"
+
+
+def _rows(figure: Figure, option_name: str) -> list[dict]:
+    """The CSV's rows, checked to have exactly its figure's columns."""
+    expected = list(FIGURES[figure.number][1].COLUMNS)
+    if figure.text is None:
+        raise UsageError(f"argument {option_name}: {figure.where} is not readable as CSV (not UTF-8 text)")
+    try:
+        reader = csv.DictReader(io.StringIO(figure.text, newline=""))
+        rows, header = list(reader), reader.fieldnames or []
+    except csv.Error as err:
+        raise UsageError(f"argument {option_name}: {figure.where} is not readable as CSV ({err})") from None
     if header != expected or any(None in row or None in row.values() for row in rows):
-        raise UsageError(f"argument {_where(config, name)}: {path} has other columns than figure {number} writes "
-                         f"({','.join(expected)})")
+        raise UsageError(f"argument {option_name}: {figure.where} has other columns than figure {figure.number} "
+                         f"writes ({','.join(expected)})")
     return rows
-
-
-def _record(path: Path) -> dict:
-    """The JSON record beside a CSV ({} if absent or unreadable: it only adds context)."""
-    try:
-        return json.loads(path.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _environment_differences(run: dict, ref: dict) -> dict:
@@ -79,33 +128,43 @@ def _environment_differences(run: dict, ref: dict) -> dict:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "git_commit" and a.get(k) != b.get(k)}
 
 
+def _compare_figure(run: Figure, ref: Figure) -> dict:
+    rows, reference = _rows(run, "RUN_DIR"), _rows(ref, "--against")
+    for key in ("seed", "profile"):
+        if key in run.record and key in ref.record and run.record[key] != ref.record[key]:
+            raise UsageError(f"argument RUN_DIR: {run.where} was made with {key} {run.record[key]}, the reference "
+                             f"with {ref.record[key]}: not a reproduction of it")
+    if len(rows) != len(reference):
+        raise UsageError(f"argument RUN_DIR: {run.where} has {len(rows)} rows, the reference {len(reference)}: "
+                         f"made with other settings")
+    columns = compare_tables(FIGURES[run.number][1].COLUMNS, rows, reference)
+    return {"figure": run.number, "csv": Path(run.where).name, "holds": all(c.holds for c in columns),
+            "columns": [{"column": c.column, "cells": c.cells, "largest_deviation": c.largest,
+                         "score": c.deviation if c.deviation != float("inf") else None, "rule": c.rule.name,
+                         "rule_text": c.rule.describe(), "holds": c.holds} for c in columns]}
+
+
 def run(config: CompareConfig, progress: bool = False) -> dict:
     """Compare every figure CSV of ``config.run_dir`` with the reference; the report of ``format_report``."""
-    runs, refs = _figure_csvs(config, "run_dir"), _figure_csvs(config, "against")
+    runs = _from_folder(Path(config.run_dir), flags(CompareConfig)["run_dir"])
+    if config.against is None:
+        refs, reference = _committed()
+    else:
+        refs, reference = _from_folder(Path(config.against), "--against"), config.against
+    for found, name in ((runs, "RUN_DIR"), (refs, "--against")):
+        if not found:
+            shown = config.run_dir if name == "RUN_DIR" else reference
+            raise UsageError(f"argument {name}: {shown!r} holds no figure CSVs (figN_name.csv): not a run's output")
     figures, environment = [], {}
-    for number, path in runs.items():
-        rows = _read(config, "run_dir", number, path)
+    for number, figure in runs.items():
         if number not in refs:
-            figures.append({"figure": number, "csv": path.name, "columns": [], "holds": False,
-                            "problem": f"no {path.name} in the reference"})
+            _rows(figure, "RUN_DIR")
+            figures.append({"figure": number, "csv": _csv_name(number), "columns": [], "holds": False,
+                            "problem": f"no {_csv_name(number)} in the reference"})
             continue
-        reference = _read(config, "against", number, refs[number])
-        record, ref_record = _record(path), _record(refs[number])
-        for key in ("seed", "profile"):
-            if key in record and key in ref_record and record[key] != ref_record[key]:
-                raise UsageError(f"argument RUN_DIR: {path.name} was made with {key} {record[key]}, the reference "
-                                 f"with {ref_record[key]}: not a reproduction of it")
-        if len(rows) != len(reference):
-            raise UsageError(f"argument RUN_DIR: {path} has {len(rows)} rows, the reference {len(reference)}: "
-                             f"made with other settings")
-        columns = compare_tables(FIGURES[number][1].COLUMNS, rows, reference)
-        environment.update(_environment_differences(record, ref_record))
-        figures.append({"figure": number, "csv": path.name, "holds": all(c.holds for c in columns),
-                        "columns": [{"column": c.column, "cells": c.cells, "largest_deviation": c.largest,
-                                     "score": c.deviation if c.deviation != float("inf") else None,
-                                     "rule": c.rule.name, "rule_text": c.rule.describe(), "holds": c.holds}
-                                    for c in columns]})
-    return {"run_dir": config.run_dir, "against": config.against, "holds": all(f["holds"] for f in figures),
+        figures.append(_compare_figure(figure, refs[number]))
+        environment.update(_environment_differences(figure.record, refs[number].record))
+    return {"run_dir": config.run_dir, "against": reference, "holds": all(f["holds"] for f in figures),
             "figures": figures, "not_in_run": sorted(set(refs) - set(runs)),
             "environment_differences": {k: {"run": a, "reference": b} for k, (a, b) in environment.items()}}
 

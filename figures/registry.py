@@ -10,6 +10,7 @@ of ``paper_repro.py figures`` (the default command); ``run`` and ``format_report
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -43,8 +44,26 @@ FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss
            9: ("beyond_identical_tasks", fig9_beyond_identical_tasks)}
 
 
+def _numpy_simd() -> list[str] | None:
+    """The optional SIMD kernels NumPy dispatches to here (NPY_DISABLE_CPU_FEATURES removes them); None if unknown."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        return None
+    return [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+
+
+def _lock_digest() -> str | None:
+    """sha256 (first 16 hex digits) of requirements.lock, the environment the committed CSVs come from."""
+    try:
+        return hashlib.sha256((Path(__file__).parent.parent / "requirements.lock").read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
 def provenance() -> dict:
-    """Library versions and the git commit the figure was made from."""
+    """Library versions, the lock file, the CPU kernels (where last-bit differences between machines come from)
+    and the git commit the figure was made from."""
     import matplotlib
     import numpy
     import scipy
@@ -58,6 +77,8 @@ def provenance() -> dict:
         commit = None
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "scipy": scipy.__version__, "sympy": sympy.__version__, "matplotlib": matplotlib.__version__,
+            "requirements_lock": _lock_digest(), "machine": platform.machine(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "numpy_simd": _numpy_simd(),
             "git_commit": commit}
 
 

@@ -52,7 +52,7 @@ TINY = {  # figure -> (module, its tiny profile); each figure takes a few second
     5: (fig5_remedies, fig5_remedies.Config(dim=8, iterations=15, eval_tasks=100, seeds=2)),
     6: (fig6_phase_diagram, fig6_phase_diagram.Config(n_ratio=8, n_rank=6)),
     7: (fig7_vision, fig7_vision.Config(datasets=("digits", "omniglot"), iterations=3, meta_batch=2,
-                                        eval_tasks=10, width=4)),
+                                        eval_tasks=10, width=4, seeds=2)),
     8: (fig8_many_steps, fig8_many_steps.Config(dims=(3, 10), k_max=6, ratios=(0.6, 1.2), sim_steps=(1, 2),
                                                 iterations=10, eval_tasks=50, seeds=2)),
     9: (fig9_beyond_identical_tasks, fig9_beyond_identical_tasks.Config(runs=40, k_max=3, sim_steps=(1,), sim_runs=2,
@@ -175,7 +175,7 @@ TINY_UNITS = {
     4: len(simulations.checks.CHECKS),  # one verify check per unit
     5: 2 * 2 * 3,  # task × base × remedy (each with its seeds)
     6: 1,  # one closed-form grid
-    7: 1 * 2 * 2 * 3,  # digits only (omniglot is absent) × method × depth × remedy
+    7: 1 * 2 * 2 * 3 * 2,  # digits only (omniglot is absent) × method × depth × remedy × seeds
     8: 2 * (1 + 2 * 2) + 2,  # dims × (theory + sim steps × seeds) + the d/K points of panel (b)
     9: 1 + 4 * 1 * 2,  # panel (a) + algorithms × sim steps × supports (∞, 5)
 }
@@ -469,11 +469,32 @@ def test_interrupted_figure_resumes_from_its_checkpoint(tmp_path, monkeypatch):
 def test_fig7_runs_digits_and_reports_missing_data(built, progress):
     results = _record(built[7])["results"]
     assert {r["dataset"] for r in results["runs"]} == {"digits"}
-    assert len(results["runs"]) == 2 * 2 * 3 == progress[7][0]  # method × depth × remedy, digits only
-    assert fig7_vision.n_units(TINY[7][1]) == len(results["runs"])
+    assert len(results["runs"]) == 2 * 2 * 3  # method × depth × remedy, digits only
+    assert fig7_vision.n_units(TINY[7][1]) == 2 * len(results["runs"]) == progress[7][0]  # × 2 seeds
     assert "omniglot" in results["unavailable"] and "omniglot" in results["unavailable"]["omniglot"]
     for run in results["runs"]:
-        assert 0.0 <= run["test_accuracy"] <= 1.0 and run["ci95"] > 0
+        accuracies = [p["test_accuracy"] for p in run["per_seed"]]
+        assert [p["seed"] for p in run["per_seed"]] == [0, 100] and run["seeds"] == 2
+        assert run["test_accuracy"] == pytest.approx(np.mean(accuracies), abs=1e-15)
+        # the Student-t interval over the 2 seeds: t_{0.975, 1} · s / √2 = 12.706 · |a − b| / 2
+        assert run["ci95"] == pytest.approx(12.7062047 * abs(accuracies[0] - accuracies[1]) / 2, rel=1e-6)
+
+
+def test_fig7_paired_differences_are_bonferroni_intervals():
+    """Each remedy against plain, paired by seed; the family of m comparisons at 95% (each at 1 − 0.05/m)."""
+    def setting(method, remedy, accuracies):
+        return {"dataset": "digits", "method": method, "depth": "2-block", "remedy": remedy,
+                "per_seed": [{"seed": s, "test_accuracy": a} for s, a in zip((0, 100, 200), accuracies)]}
+
+    runs = [setting("maml", "plain", (0.40, 0.42, 0.41)), setting("maml", "LinNet", (0.60, 0.63, 0.61)),
+            setting("maml", "KFO", (0.40, 0.47, 0.38))]
+    diffs = fig7_vision.paired_differences({"runs": runs})
+    assert [(d["remedy"], d["level"]) for d in diffs] == [("LinNet", 0.975), ("KFO", 0.975)]
+    linnet = np.array([0.20, 0.21, 0.20])  # per-seed differences
+    # each of the 2 comparisons two-sided at 97.5%: the quantile t_{0.9875, 2} = 6.2053 (t_{0.975, 2} = 4.3027)
+    assert diffs[0]["difference"] == pytest.approx(linnet.mean(), rel=1e-12)
+    assert diffs[0]["interval"] == pytest.approx(6.205346816 * linnet.std(ddof=1) / np.sqrt(3), rel=1e-8)
+    assert diffs[0]["resolved"] and not diffs[1]["resolved"]
 
 
 # -- figure 3: divergence is a missing point (moved here from tests/test_fig2_fig3.py) -----------------

@@ -95,7 +95,11 @@ def test_every_option_reaches_the_config(command, config, name):
     field = next(f for f in dataclasses.fields(config) if f.name == name)
     args, expected = _non_default(field, typing.get_type_hints(config)[name])
     assert expected != field.default
-    parsed_command, built, output = paper_repro.parse([command, flag_of(field), *args])
+    positional = [f for k in paper_repro._config_classes(command) for f in dataclasses.fields(k)
+                  if f.metadata.get("positional")]
+    given = args if field in positional else [flag_of(field), *args]  # a positional argument has no flag
+    required = [str(f.default) for f in positional if f is not field]  # the others, at their (dataclass) default
+    parsed_command, built, output = paper_repro.parse([command, *required, *given])
     assert parsed_command == command
     target = output if config is paper_repro.Output else built
     assert isinstance(target, config)
