@@ -27,7 +27,7 @@ GENERATED = ROOT / "figures" / "generated"
 def _copy(tmp_path: Path) -> Path:
     """A run folder holding the committed CSVs and JSON records."""
     run = tmp_path / "run"
-    run.mkdir()
+    run.mkdir(parents=True)
     for path in [*GENERATED.glob("fig*.csv"), *GENERATED.glob("fig*.json")]:
         shutil.copy(path, run / path.name)
     return run
@@ -136,33 +136,33 @@ def test_a_partial_run_compares_what_it_has(tmp_path, capsys):
     assert "not in the run, not compared: figure(s) 1, 2, 4, 5, 6, 7, 8, 9" in out
 
 
-def _bad_runs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    """name -> (RUN_DIR, what the one-line error must say)."""
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "notes.txt").write_text("no figures here\n")
-    other_columns = _copy(tmp_path / "c")
-    rows = _rows(other_columns / _csv(5))
-    _write(other_columns / _csv(5), [{**r, "extra": "1"} for r in rows])
-    fewer_rows = _copy(tmp_path / "r")
-    _write(fewer_rows / _csv(8), _rows(fewer_rows / _csv(8))[:-1])
-    other_seed = _copy(tmp_path / "s")
-    record = json.loads((other_seed / _csv(3)).with_suffix(".json").read_text())
-    (other_seed / _csv(3)).with_suffix(".json").write_text(json.dumps({**record, "seed": 5}))
-    not_csv = _copy(tmp_path / "b")
-    (not_csv / _csv(2)).write_bytes(b"\xff\xfe\x00garbage")
-    return {"missing": (tmp_path / "nowhere", "is not a folder"), "empty": (empty, "holds no figure CSVs"),
-            "file": (empty / "notes.txt", "is not a folder"),
-            "other columns": (other_columns, "has other columns than figure 5 writes"),
-            "fewer rows": (fewer_rows, "has 225 rows, the reference 226"),
-            "other seed": (other_seed, "was made with seed 5, the reference with 0"),
-            "not a CSV": (not_csv, "is not readable as CSV")}
+def _bad_run(case: str, tmp_path: Path) -> tuple[Path, str]:
+    """(RUN_DIR, what the one-line error must say) for a folder that is not a run's output."""
+    if case in ("missing", "empty", "file"):
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        (empty / "notes.txt").write_text("no figures here\n")
+        return {"missing": (tmp_path / "nowhere", "is not a folder"), "empty": (empty, "holds no figure CSVs"),
+                "file": (empty / "notes.txt", "is not a folder")}[case]
+    run = _copy(tmp_path)
+    if case == "other columns":
+        _write(run / _csv(5), [{**r, "extra": "1"} for r in _rows(run / _csv(5))])
+        return run, "has other columns than figure 5 writes"
+    if case == "fewer rows":
+        _write(run / _csv(8), _rows(run / _csv(8))[:-1])
+        return run, "has 225 rows, the reference 226"
+    if case == "other seed":
+        record = json.loads((run / _csv(3)).with_suffix(".json").read_text())
+        (run / _csv(3)).with_suffix(".json").write_text(json.dumps({**record, "seed": 5}))
+        return run, "was made with seed 5, the reference with 0"
+    (run / _csv(2)).write_bytes(b"\xff\xfe\x00garbage")
+    return run, "is not readable as CSV"
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "file", "other columns", "fewer rows", "other seed",
                                   "not a CSV"])
 def test_a_folder_that_is_not_a_run_exits_2_with_one_line(case, tmp_path, capsys):
-    run, message = _bad_runs(tmp_path)[case]
+    run, message = _bad_run(case, tmp_path)
     status, out, err = _compare(capsys, run)
     assert (status, out) == (2, "")
     assert err.startswith("paper_repro.py: error: argument RUN_DIR: ") and err.count("\n") == 1, err
