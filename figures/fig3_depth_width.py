@@ -34,7 +34,7 @@ import torch
 
 from figures.checkpoint import run_units
 from figures.common import COLORS, REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, draw_reference_losses, mean_ci95
-from figures.reproduction import EXACT, KEY, TEXT, TRAINED
+from figures.reproduction import EXACT, KEY, TEXT, TRAINED, spread
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
@@ -81,7 +81,7 @@ class Config(Profiles):
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
     "panel": KEY, "x": KEY, "dim": KEY, "depth": KEY, "width": KEY, "variant": KEY,
     # meta-trained runs, the exact losses at their trained weights, L-BFGS descents and optima (float64)
-    "post_loss": TRAINED, "post_ci95": TRAINED, "pre_loss": TRAINED, "pre_ci95": TRAINED,
+    "post_loss": TRAINED, "post_ci95": spread("post_loss"), "pre_loss": TRAINED, "pre_ci95": spread("pre_loss"),
     "closed_form_at_trained": TRAINED, "surrogate_at_trained": TRAINED, "descent_from_init": TRAINED,
     "seeds": EXACT, "diverged": EXACT, "note": TEXT,
 }

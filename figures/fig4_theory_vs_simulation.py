@@ -11,7 +11,7 @@ import numpy as np
 
 from figures.checkpoint import run_units
 from figures.common import Profiles
-from figures.reproduction import FIXED_SEED, KEY, SCORE, TEXT, TRAINED
+from figures.reproduction import KEY, SCORE, TEXT, TRAINED
 from simulations.checks import CHECKS, Check
 from simulations.statistics import Z_CHECK
 
@@ -25,8 +25,12 @@ class Config(Profiles):
 
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
     "name": KEY, "setting": KEY,
-    "theory": FIXED_SEED,  # closed forms, and the Bayes floor's seeded Monte-Carlo where it has no closed form
-    "simulation": TRAINED,  # Monte-Carlo at fixed seeds, autograd values and meta-trained parameters
+    # closed forms (and the Bayes floor's seeded Monte-Carlo), some at settings drawn by torch's float32 samplers,
+    # which round one float32 ulp apart with other CPU kernels: seen 9e-8 relative (a meta-gradient check)
+    "theory": TRAINED,
+    # Monte-Carlo at fixed seeds, autograd values and meta-trained parameters; the fixed points' mean directions
+    # lie near 0 (~1e-4, seen 3e-9 apart): floor 1e-7, far below the smallest interval here (±1.8e-3)
+    "simulation": TRAINED.floor(1e-7),
     "tolerance": TEXT,  # the rule, with the residual or the interval printed in it
     "passed": TEXT, "kind": KEY, "score": SCORE,
 }

@@ -13,7 +13,7 @@ import numpy as np
 
 from figures.checkpoint import run_units
 from figures.common import Profiles, draw_reference_losses, mean_ci95
-from figures.reproduction import EXACT, KEY, TRAINED
+from figures.reproduction import EXACT, KEY, TRAINED, spread
 from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
@@ -56,7 +56,7 @@ class Config(Profiles):
 
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
     "task": KEY, "base": KEY, "remedy": KEY, "metric": KEY,
-    "mean": TRAINED, "ci95": TRAINED,  # float64 meta-training (Adam), then evaluation on seeded tasks
+    "mean": TRAINED, "ci95": spread("mean"),  # float64 meta-training (Adam), then evaluation on seeded tasks
     "seeds": EXACT, "diverged_seeds": EXACT,
 }
 

@@ -22,7 +22,7 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from figures.checkpoint import run_units
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE, Profiles, mean_ci95
-from figures.reproduction import EXACT, KEY, TRAINED
+from figures.reproduction import EXACT, KEY, TRAINED, spread
 from simulations.maml import InnerLoop
 from simulations.models import shallow_linear
 from simulations.tasks import sample_regression_tasks
@@ -60,7 +60,7 @@ class Config(Profiles):
 
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
     "panel": KEY, "dim": KEY, "steps": KEY, "kind": KEY,
-    "value": TRAINED, "ci95": TRAINED,  # closed forms, the Bayes floor's seeded Monte-Carlo, meta-trained runs
+    "value": TRAINED, "ci95": spread("value"),  # closed forms, the Bayes floor's seeded Monte-Carlo, meta-trained runs
     "alpha": EXACT,
 }
 

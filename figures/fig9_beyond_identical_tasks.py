@@ -24,7 +24,7 @@ from typing import ClassVar
 import matplotlib.pyplot as plt
 
 from figures.common import Profiles
-from figures.reproduction import EXACT, FIXED_SEED, KEY, TEXT, TRAINED
+from figures.reproduction import EXACT, FIXED_SEED, KEY, TEXT, TRAINED, spread
 from simulations.experiments.finite_tasks import FiniteTasksConfig
 from simulations.experiments.finite_tasks import run as run_finite_tasks
 from simulations.twins.fixed_points import meta_trained_fixed_point
@@ -65,9 +65,10 @@ class Config(Profiles):
 
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
     "panel": KEY, "algorithm": KEY, "train_alpha": KEY, "steps": KEY, "support": KEY,
-    "value": FIXED_SEED, "ci95": FIXED_SEED,  # exact given the training set, Monte-Carlo over seeded training sets
+    # exact given the training set, Monte-Carlo over seeded training sets
+    "value": FIXED_SEED, "ci95": spread("value", FIXED_SEED),
     "approximation": EXACT, "stable": TEXT,
-    "meta_trained": TRAINED, "meta_trained_ci95": TRAINED,  # SGD meta-training runs
+    "meta_trained": TRAINED, "meta_trained_ci95": spread("meta_trained"),  # SGD meta-training runs
     "note": TEXT,
 }
 

@@ -17,7 +17,7 @@ import pytest
 
 import paper_repro
 from figures.registry import FIGURES
-from figures.reproduction import EXACT, KEY, TEXT, TRAINED, WIDTH, compare_column, within
+from figures.reproduction import EXACT, KEY, TEXT, TRAINED, WIDTH, compare_column, spread, within
 from simulations.statistics import Z_CHECK, Z_REPORT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +200,7 @@ def _one(rule, a: str, b: str, extra: dict | None = None) -> bool:
 @pytest.mark.parametrize(("rule", "a", "b", "holds"), [
     (EXACT, "0.375", "0.37500000000000006", True), (EXACT, "0.375", "0.375000001", False),
     (EXACT, "1e-29", "3e-29", True),  # near zero the absolute floor governs
-    (TRAINED, "0.8036506225", "0.8036506228", True), (TRAINED, "0.80365", "0.80366", False),
+    (TRAINED, "0.8036506225", "0.803650632", True), (TRAINED, "0.80365", "0.80366", False),
     (KEY, "∞", "∞", True), (KEY, "maml", "anil", False), (KEY, "0.2", "0.20000000000000004", True),
     (TEXT, "±0.315 (3.29 se, n=60000)", "±0.316 (3.29 se, n=60000)", True),  # one unit in the last digit
     (TEXT, "±0.315 (3.29 se, n=60000)", "±0.318 (3.29 se, n=60000)", False),
@@ -221,3 +221,12 @@ def test_the_interval_rule_widens_95_to_99_9_percent():
                           ).holds
     assert not compare_column(rule, "x", [{"x": "0.5", "ci": "0.03"}],
                               [{"x": repr(0.5 + 1.01 * allowed), "ci": "0.04"}]).holds
+
+
+def test_a_spread_is_held_relative_to_its_estimate():
+    """A half-width over 3 nearly equal seeds moves far more, relative to itself, than the mean does: it is held
+    to 1e-5 of the mean's magnitude (0.8), not of its own (0.001)."""
+    rule = spread("mean")
+    run, ref = {"x": "0.001", "mean": "0.8"}, {"x": repr(0.001 + 7e-6), "mean": "0.8"}
+    assert compare_column(rule, "x", [run], [ref]).holds  # 7e-3 of itself, 9e-6 of the mean
+    assert not compare_column(rule, "x", [run], [{**ref, "x": repr(0.001 + 9e-6)}]).holds
