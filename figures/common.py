@@ -79,7 +79,8 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 def save_figure(fig, stem: Path) -> list[Path]:
     """Save ``fig`` as stem.pdf and stem.png (atomically) and close it."""
     paths = []
-    for ext, kwargs in (("pdf", {}), ("png", {"dpi": 150})):
+    # no creation date in the PDF: the same figure writes the same bytes
+    for ext, kwargs in (("pdf", {"metadata": {"CreationDate": None}}), ("png", {"dpi": 150})):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
         paths.append(atomic_write_bytes(stem.with_suffix(f".{ext}"), buffer.getvalue()))

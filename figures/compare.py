@@ -123,9 +123,9 @@ def _rows(figure: Figure, option_name: str) -> list[dict]:
 
 
 def _environment_differences(run: dict, ref: dict) -> dict:
-    """provenance key -> (run's, reference's), for the keys that differ (the commit aside)."""
+    """provenance key -> (run's, reference's), for the keys that differ."""
     a, b = run.get("provenance", {}), ref.get("provenance", {})
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "git_commit" and a.get(k) != b.get(k)}
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
 def _compare_figure(run: Figure, ref: Figure) -> dict:

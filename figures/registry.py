@@ -1,8 +1,10 @@
 """The figure registry: number -> module with Config (quick/full), compute, rows, plot, caption.
 
 ``run_figure`` computes one figure in this process and writes, under the output folder,
-figN_name.{json,csv,pdf,png}: the JSON holds the config, seed, library versions, git commit and the
-full results (so --replot needs no recomputation); the CSV the plotted numbers with their intervals.
+figN_name.{json,csv,pdf,png}: the JSON holds the config, seed, provenance (library versions, the lock
+file's and the code's digests, the CPU kernels) and the full results (so --replot needs no
+recomputation); the CSV the plotted numbers with their intervals. The same code, lock and machine
+write the same bytes in all four.
 A ``FigureJob`` is one figure's config, checkpoint and writer; figures.cluster runs the units of
 several jobs on Dask workers and writes each through its job. ``FiguresConfig`` declares the options
 of ``paper_repro.py figures`` (the default command); ``run`` and ``format_report`` are the command.
@@ -14,7 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,33 +54,41 @@ def _numpy_simd() -> list[str] | None:
     return [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
 
 
+ROOT = Path(__file__).resolve().parent.parent
+CODE = ("theory", "simulations", "figures")  # with paper_repro.py: the code that computes and draws the figures
+
+
 def _lock_digest() -> str | None:
     """sha256 (first 16 hex digits) of requirements.lock, the environment the committed CSVs come from."""
     try:
-        return hashlib.sha256((Path(__file__).parent.parent / "requirements.lock").read_bytes()).hexdigest()[:16]
+        return hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()[:16]
     except OSError:
         return None
 
 
+def code_digest() -> str:
+    """sha256 (first 16 hex digits) over the paths and contents of the Python files that make the figures, as they
+    are on disk (a git commit would name a dirty tree wrongly, and changes with every commit, code or not)."""
+    digest = hashlib.sha256()
+    for path in sorted([ROOT / "paper_repro.py", *(p for folder in CODE for p in (ROOT / folder).rglob("*.py"))]):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def provenance() -> dict:
     """Library versions, the lock file, the CPU kernels (where last-bit differences between machines come from)
-    and the git commit the figure was made from."""
+    and the digest of the code the figure was made with: the same code, lock and machine write the same record."""
     import matplotlib
     import numpy
     import scipy
     import sympy
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "scipy": scipy.__version__, "sympy": sympy.__version__, "matplotlib": matplotlib.__version__,
             "requirements_lock": _lock_digest(), "machine": platform.machine(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "numpy_simd": _numpy_simd(),
-            "git_commit": commit}
+            "code": code_digest()}
 
 
 @dataclass(frozen=True)

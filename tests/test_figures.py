@@ -161,7 +161,8 @@ def test_json_record(built, number):
     assert record["figure"] == number and record["seed"] == 0 and record["profile"] == "quick"
     config = TINY[number][1]
     assert record["config"] == json.loads(json.dumps(dataclasses.asdict(config)))  # the tiny profile was used
-    assert {"python", "torch", "numpy", "matplotlib", "git_commit"} <= set(record["provenance"])
+    assert {"python", "torch", "numpy", "matplotlib", "requirements_lock", "torch_cpu_capability", "numpy_simd",
+            "code"} <= set(record["provenance"])
     assert isinstance(record["caption"], str) and record["caption"]
 
 
