@@ -13,7 +13,7 @@
   python paper_repro.py fixed-points ... MAML, FO-MAML, Reptile and ERM fixed points (--group …)
 
 Options go after the subcommand; options with no subcommand are the figures' (`--full --only 1,4`).
-Each subcommand's options are the fields of its config dataclass (simulations.options), and its
+Each subcommand's options are the fields of its config dataclass (theory.ground.options), and its
 module provides run(config, progress) and format_report(report). Bad input exits with status 2 and
 a one-line error naming the option.
 """
@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from simulations.options import Output, add_options, config_from_args, flags, takes_value
-from theory.errors import DatasetError, DivergenceError, ParameterError, UsageError
+from theory.ground.errors import DatasetError, DivergenceError, ParameterError, UsageError
+from theory.ground.options import Output, add_options, config_from_args, flags, takes_value
 
 
 class Command(NamedTuple):
@@ -39,7 +39,7 @@ class Command(NamedTuple):
     # json_report(report) (what --json prints, when it is not the whole report)
     config: str  # the config dataclass in ``module``: one option per field
     help: str
-    prints_json: bool = False  # takes --json (simulations.options.Output)
+    prints_json: bool = False  # takes --json (theory.ground.options.Output)
 
 
 COMMANDS = {

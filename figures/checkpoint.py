@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from simulations.atomic_io import atomic_write_json
+from theory.ground.atomic_io import atomic_write_json
 
 
 class UnitCheckpoint:

@@ -20,7 +20,7 @@ from pathlib import Path
 import dask
 from distributed import Client, LocalCluster, as_completed
 
-from theory.errors import UsageError
+from theory.ground.errors import UsageError
 
 
 def run_unit_on_worker(unit: Callable[[], object], threads: int):

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from simulations.atomic_io import atomic_write_bytes, atomic_write_text
+from theory.ground.atomic_io import atomic_write_bytes, atomic_write_text
 from theory.shallow_maml import REFERENCE_LOSSES
 
 

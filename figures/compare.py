@@ -24,8 +24,8 @@ from pathlib import Path
 
 from figures.registry import FIGURES
 from figures.reproduction import compare_tables
-from simulations.options import flags, option
-from theory.errors import UsageError
+from theory.ground.errors import UsageError
+from theory.ground.options import flags, option
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = "figures/generated"  # the reference, relative to the repository

@@ -13,7 +13,7 @@ from figures.checkpoint import run_units
 from figures.common import Profiles
 from figures.reproduction import KEY, SCORE, TEXT, TRAINED
 from simulations.checks import CHECKS, Check
-from simulations.statistics import Z_CHECK
+from theory.ground.statistics import Z_CHECK
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from simulations.maml import InnerLoop
 from simulations.model_zoo import ZooSpec, build_model
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train_runs
-from theory.errors import DivergenceError
+from theory.ground.errors import DivergenceError
 from theory.shallow_maml import optimal_step_size, reference_losses
 from theory.task_family import LinearTaskFamily
 

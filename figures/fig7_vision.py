@@ -31,7 +31,7 @@ from figures.common import Profiles, mean_ci95
 from figures.reproduction import EXACT, KEY, TEXT, WIDTH, within
 from simulations.experiments.vision import VisionConfig, run_vision
 from simulations.vision.datasets import load_pool
-from theory.errors import DatasetError, DivergenceError
+from theory.ground.errors import DatasetError, DivergenceError
 
 METHODS = ("maml", "anil")
 REMEDIES = {"plain": {}, "LinNet": {"linnet_layers": 2}, "KFO": {"kfo": True}}

@@ -28,7 +28,7 @@ from simulations.models import shallow_linear
 from simulations.tasks import sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from theory.bayes_floor import bayes_optimal_loss
-from theory.errors import DivergenceError
+from theory.ground.errors import DivergenceError
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.shallow_maml import optimal_step_size, post_adaptation_loss, pre_adaptation_loss
 from theory.task_family import LinearTaskFamily

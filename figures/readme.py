@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from simulations.atomic_io import atomic_write_text
+from theory.ground.atomic_io import atomic_write_text
 from theory.latex import markdown
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,9 +34,9 @@ from figures import (
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import save_figure, write_csv
-from simulations.atomic_io import atomic_write_json
-from simulations.options import Threads, flags, option
-from theory.errors import ParameterError, UsageError, require_int
+from theory.ground.atomic_io import atomic_write_json
+from theory.ground.errors import ParameterError, UsageError, require_int
+from theory.ground.options import Threads, flags, option
 
 FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss_surface),
            3: ("depth_width", fig3_depth_width), 4: ("theory_vs_simulation", fig4_theory_vs_simulation),

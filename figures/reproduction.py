@@ -36,7 +36,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from simulations.statistics import Z_CHECK, Z_REPORT
+from theory.ground.statistics import Z_CHECK, Z_REPORT
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the toolkit, wherever this script is started from
 
-from simulations.atomic_io import atomic_write_bytes  # noqa: E402
 from simulations.experiments.vision import VisionConfig, run_vision  # noqa: E402
-from simulations.options import Threads, option  # noqa: E402
 from simulations.vision.datasets import DATASETS  # noqa: E402
-from theory.errors import ParameterError, require_int  # noqa: E402
+from theory.ground.atomic_io import atomic_write_bytes  # noqa: E402
+from theory.ground.errors import ParameterError, require_int  # noqa: E402
+from theory.ground.options import Threads, option  # noqa: E402
 
 PAPER_DATASETS = ("omniglot", "cifarfs", "mini-imagenet")
 SHOTS = {"omniglot": 1, "cifarfs": 5, "mini-imagenet": 5, "digits": 1}  # digits: for quick checks only
@@ -117,7 +117,7 @@ def submit(config: PaperRunsConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     import paper_repro
-    from simulations.options import add_options, config_from_args, flags
+    from theory.ground.options import add_options, config_from_args, flags
 
     parser = paper_repro.Parser(prog="paper_runs.py", description=__doc__.split("\n")[0])
     add_options(parser, PaperRunsConfig)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 import torch
 
 from simulations.maml import GradientTransform, Params
-from theory.errors import ParameterError, require_int
+from theory.ground.errors import ParameterError, require_int
 
 FORMS = ("linear", "psd", "nonlinear")
 SUPPORTED_RANKS = "rank 0 (scalar), 1 (vector), 2 (linear weight) or 4 (conv kernel)"

@@ -35,7 +35,7 @@ import torch
 from simulations.maml import LOSSES, GradientTransform, InnerLoop, Params, accuracy, adapted_names
 from simulations.models import LinearChain
 from simulations.tasks import TaskBatch
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 
 
 def fast_path(model: torch.nn.Module, inner: InnerLoop, transform: GradientTransform | None = None) -> str | None:

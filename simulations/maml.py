@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vjp, vmap
 
 from simulations.tasks import TaskBatch
-from theory.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real
 
 Params = dict[str, torch.Tensor]
 

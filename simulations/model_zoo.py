@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from simulations.models import add_linear_layers, deep_linear, linnet, shallow_linear
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 
 MODEL_NAMES = ("shallow", "deep", "linnet", "kfo", "deep-kfo", "linnet-kfo", "deep-linnet")
 

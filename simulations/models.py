@@ -11,7 +11,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from theory.errors import require_int
+from theory.ground.errors import require_int
 
 
 class LinearChain(nn.Module):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError, require_real
 from theory.task_family import LinearTaskFamily
 
 
@@ -116,3 +116,26 @@ def _as_generator(seed_or_gen) -> torch.Generator:
 def _require_finite_support(family: LinearTaskFamily) -> None:
     if family.infinite_support:
         raise ParameterError("support", family.support, "a finite integer >= 1 to sample tasks (K = ∞ is theory only)")
+
+
+# -- finite task sets (Bernacchia 2021; theory.finite_tasks): numpy draws, a leading (runs,) axis ----------
+def offset_init(dim: int, init_offset: float, rng: np.random.Generator, task_mean=None) -> np.ndarray:
+    """ω₀ = w₀ + init_offset · u, u a unit vector drawn from ``rng`` (the expectations do not depend on u)."""
+    mean = np.zeros(dim) if task_mean is None else np.asarray(task_mean, float)
+    direction = rng.standard_normal(dim)
+    return mean + require_real("init_offset", init_offset, 0.0) * direction / np.linalg.norm(direction)
+
+
+def sample_training_sets(dim: int, tasks: int, train_support: int, train_query: int, noise_var: float,
+                         task_var: float, runs: int, rng: np.random.Generator, task_mean=None) -> dict:
+    """``runs`` independent training sets of m tasks (the setting of theory.finite_tasks), as numpy arrays with a
+    leading (runs,) axis."""
+    d, m = dim, tasks
+    mean = np.zeros(d) if task_mean is None else np.asarray(task_mean, float)
+    weights = mean + np.sqrt(task_var) * rng.standard_normal((runs, m, d))  # (R, m, d)
+    out = {}
+    for part, n in (("support", train_support), ("query", train_query)):
+        x = rng.standard_normal((runs, m, n, d))  # (R, m, n, d)
+        out[f"x_{part}"] = x
+        out[f"y_{part}"] = (x @ weights[..., None])[..., 0] + np.sqrt(noise_var) * rng.standard_normal((runs, m, n))
+    return out

@@ -14,7 +14,7 @@ from simulations.maml import GradientTransform, InnerLoop, Params, initial_param
 from simulations.reptile import reptile_direction
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator
-from theory.errors import DivergenceError, ParameterError, require_int, require_real
+from theory.ground.errors import DivergenceError, ParameterError, require_int, require_real
 
 TaskSampler = Callable[[int, torch.Generator], TaskBatch]  # (n_tasks, generator) -> batch
 OUTER = ("maml", "reptile")  # the outer direction: the meta-loss gradient (FO-MAML via inner.first_order) or θ − θ_k

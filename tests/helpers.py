@@ -4,7 +4,8 @@ The rules themselves live in simulations/statistics.py, shared with ``verify``.
 """
 from __future__ import annotations
 
-from simulations.statistics import IDENTITY_TOL, Z_CHECK, Estimate, relative_residual
+from simulations.statistics import Estimate
+from theory.ground.statistics import IDENTITY_TOL, Z_CHECK, relative_residual
 
 __all__ = ["IDENTITY_TOL", "assert_close", "assert_within_ci"]
 

@@ -11,7 +11,7 @@ from simulations.checks import MIN_SCALE, REGISTRY
 from simulations.twins.anil_width import estimate_anil_post_adaptation_loss
 from tests.helpers import assert_close, assert_within_ci
 from theory import anil_width, preconditioned_maml, shallow_maml
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 from theory.task_family import LinearTaskFamily
 
 OPTIMUM_TOL = 1e-9  # relative: L-BFGS stops at a relative loss change of 1e-14, the minimum is quadratic

@@ -13,7 +13,7 @@ from simulations.twins.bayes_floor import estimate_bayes_optimal_loss
 from tests.helpers import assert_close, assert_within_ci
 from theory import preconditioned_maml, shallow_maml
 from theory.bayes_floor import bayes_optimal_loss, signal_eigenvalues
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 from theory.task_family import LinearTaskFamily
 
 DIAG = np.diag([0.5, 1.0, 2.0, 3.0])

@@ -18,7 +18,7 @@ import pytest
 import paper_repro
 from figures.registry import FIGURES
 from figures.reproduction import EXACT, KEY, TEXT, TRAINED, WIDTH, compare_column, spread, within
-from simulations.statistics import Z_CHECK, Z_REPORT
+from theory.ground.statistics import Z_CHECK, Z_REPORT
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "figures" / "generated"

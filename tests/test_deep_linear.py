@@ -26,7 +26,7 @@ from simulations.twins.scalar_deep import scalar_family
 from tests.helpers import IDENTITY_TOL, assert_close
 from theory import deep_linear, shallow_maml
 from theory.bayes_floor import bayes_optimal_loss
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 from theory.scalar_deep import depth2_scalar_meta_objective
 from theory.task_family import LinearTaskFamily
 

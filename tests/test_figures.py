@@ -38,7 +38,7 @@ from figures.checkpoint import UnitCheckpoint
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE
 from figures.registry import FIGURES, run_figure
 from tests.helpers import assert_close
-from theory.errors import DivergenceError
+from theory.ground.errors import DivergenceError
 from theory.shallow_maml import REFERENCE_LOSSES
 
 TINY = {  # figure -> (module, its tiny profile); each figure takes a few seconds at most

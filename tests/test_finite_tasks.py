@@ -10,7 +10,8 @@ import pytest
 
 import paper_repro
 from simulations.checks import MIN_SCALE, REGISTRY
-from simulations.experiments.finite_tasks import FiniteTasksConfig, offset_init, run, sample_training_sets
+from simulations.experiments.finite_tasks import FiniteTasksConfig, run
+from simulations.tasks import offset_init, sample_training_sets
 from simulations.twins.finite_tasks import estimate_init_error
 from tests.helpers import assert_close, assert_within_ci
 from theory import finite_tasks, shallow_maml

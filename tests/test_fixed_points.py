@@ -14,7 +14,6 @@ import paper_repro
 from simulations.checks import MIN_SCALE, REGISTRY
 from simulations.statistics import Estimate
 from tests.helpers import assert_close, assert_within_ci
-from theory.errors import ParameterError
 from theory.fixed_points import (
     ALGORITHMS,
     TaskGroup,
@@ -23,6 +22,7 @@ from theory.fixed_points import (
     group_family,
     mixture_post_adaptation_loss,
 )
+from theory.ground.errors import ParameterError
 from theory.shallow_maml import post_adaptation_loss
 
 ISSUE = (TaskGroup(0.5, 1.0, 1.0), TaskGroup(0.5, 0.1, -1.0))

@@ -9,12 +9,12 @@ from torch.func import functional_call
 from simulations.kfo import FORMS, implied_preconditioner, kfo_transform, kronecker_factor_shapes
 from simulations.maml import GradientTransform, InnerLoop, adapt, initial_params, meta_loss, squared_loss, task_losses
 from simulations.models import deep_linear, shallow_linear
-from simulations.statistics import Z_CHECK
 from simulations.tasks import sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from tests.helpers import assert_close
 from theory import shallow_maml
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
+from theory.ground.statistics import Z_CHECK
 from theory.task_family import LinearTaskFamily
 
 FAMILY = LinearTaskFamily.subspace(6, 4, 5, rank=2, noise_var=0.1, seed=1)

@@ -17,7 +17,7 @@ from simulations.twins.deep_linear import first_order_change_central, literal_la
 from simulations.twins.logistic import deep_logistic_first_order_step_autograd, logistic_gradient_autograd
 from tests.helpers import IDENTITY_TOL, assert_close
 from theory import deep_linear, logistic
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 

@@ -12,7 +12,7 @@ from simulations.statistics import Estimate
 from simulations.tasks import sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from tests.helpers import assert_close
-from theory.errors import DivergenceError, ParameterError
+from theory.ground.errors import DivergenceError, ParameterError
 from theory.task_family import LinearTaskFamily
 
 FAMILY = LinearTaskFamily.subspace(6, 4, 5, rank=2, noise_var=0.1, seed=1)

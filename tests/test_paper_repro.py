@@ -22,11 +22,11 @@ import torch
 
 import paper_repro
 from figures.registry import FIGURES, FiguresConfig
-from simulations.options import flag_of
 from tests.helpers import assert_close
 from theory import preconditioned_maml, shallow_maml
 from theory.bayes_floor import bayes_optimal_loss
 from theory.fixed_points import TaskGroup
+from theory.ground.options import flag_of
 from theory.task_family import LinearTaskFamily
 
 VALID_FIGURES = "valid: " + ",".join(map(str, sorted(FIGURES)))

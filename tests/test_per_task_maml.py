@@ -207,7 +207,7 @@ def test_closed_form_with_several_outputs_matches_batched():
 
 def test_closed_form_rejects_other_losses_and_models():
     from simulations.linear_chain_maml import closed_form_meta_loss
-    from theory.errors import ParameterError
+    from theory.ground.errors import ParameterError
 
     model, batch = _setup("deep", "logistic")
     with pytest.raises(ParameterError) as info:
@@ -254,7 +254,7 @@ def test_fast_path_choice_and_refusals():
     """Which path a (model, inner, transform) gets, and that chain_task_losses refuses what none computes."""
     from simulations.kfo import kfo_transform
     from simulations.linear_chain_maml import chain_task_losses, fast_path
-    from theory.errors import ParameterError
+    from theory.ground.errors import ParameterError
 
     model, batch = _setup("deep", "squared")
     other = torch.nn.Sequential(torch.nn.Linear(DIM, 1))

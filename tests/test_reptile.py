@@ -14,7 +14,7 @@ from simulations.tasks import TaskBatch, sample_regression_tasks
 from simulations.training import meta_train
 from simulations.transforms import matrix_preconditioner
 from tests.helpers import assert_close
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 from theory.task_family import LinearTaskFamily
 
 FAMILY = LinearTaskFamily.subspace(4, 3, 5, noise_var=0.2, mean_norm=1.0, seed=1)

@@ -20,7 +20,7 @@ from simulations.twins.scalar_deep import (
 )
 from tests.helpers import IDENTITY_TOL, assert_close, assert_within_ci
 from theory import scalar_deep, shallow_maml
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 
 # (w₁, w₂, α, K, μ, σ²): the figure's minimum, a mixed-sign point, a large step, and K = 2 (heavy tails)
 POINTS = [(1.83, 0.61, 0.2, 5, 1.0, 1.0), (0.5, -1.2, 0.4, 3, 1.0, 0.5), (1.0, 1.0, 0.7, 10, -0.5, 2.0),

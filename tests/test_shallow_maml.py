@@ -11,7 +11,7 @@ from simulations.checks import MIN_SCALE, REGISTRY
 from simulations.twins.shallow_maml import estimate_post_adaptation_loss, estimate_pre_adaptation_loss
 from tests.helpers import assert_close, assert_within_ci
 from theory import shallow_maml
-from theory.errors import NoClosedForm
+from theory.ground.errors import NoClosedForm
 from theory.task_family import LinearTaskFamily
 from theory.wishart_words import MAX_WORD_STEPS
 

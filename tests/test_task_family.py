@@ -6,7 +6,7 @@ import torch
 from simulations.statistics import Estimate
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from tests.helpers import assert_close, assert_within_ci
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 from theory.task_family import LinearTaskFamily
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from simulations.vision import datasets
 from simulations.vision.datasets import ClassPool, load_pool
 from simulations.vision.episodes import episode_sampler, sample_episodes
-from theory.errors import DatasetError, ParameterError
+from theory.ground.errors import DatasetError, ParameterError
 
 SPLITS = ("train", "validation", "test")
 ROTATIONS = ("rot0", "rot90", "rot180", "rot270")

@@ -26,7 +26,7 @@ from simulations.vision.datasets import load_pool
 from simulations.vision.distributed import Ranks, ranks_from_environment
 from simulations.vision.episodes import sample_episodes
 from tests.helpers import IDENTITY_TOL, assert_close
-from theory.errors import ParameterError, UsageError
+from theory.ground.errors import ParameterError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOAT32_TOL = 1e-5  # relative: two float32 summation orders of the same meta-gradient, a few Adam steps

@@ -19,7 +19,7 @@ from simulations.per_task_maml import per_task_meta_loss
 from simulations.tasks import TaskBatch
 from simulations.vision.convnet import BatchNorm2d, ConvNet
 from tests.helpers import assert_close
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_TOL = 1e-10  # float64: two exact computations of the same derivative

@@ -13,7 +13,7 @@ from simulations.checks import MIN_SCALE, REGISTRY
 from simulations.twins.wishart_words import estimate_word_moment, estimate_word_trace_moment
 from tests.helpers import assert_close, assert_within_ci
 from theory import shallow_maml, wishart_moments, wishart_words
-from theory.errors import NoClosedForm, ParameterError
+from theory.ground.errors import NoClosedForm, ParameterError
 from theory.task_family import LinearTaskFamily
 
 FAST = settings(max_examples=20, deadline=None, derandomize=True, database=None)

@@ -6,5 +6,6 @@ the same name, simulations/twins/<stem>.py (Monte-Carlo or autograd twins of its
 never computed from the closed form), simulations/checks/<stem>.py (its ``verify`` checks, named
 ``<stem>.<quantity>``) and tests/test_<stem>.py; tests/test_layout.py keeps it so.
 The other modules are the ground the stems stand on: task_family (the one LinearTaskFamily that
-theory and simulation share), errors (every error type of the project) and latex (the formulas).
+theory and simulation share), latex (the formulas) and the package ``ground``, the floor every layer
+imports (errors, the statistics constants and comparison rules, atomic writes, command-line options).
 """

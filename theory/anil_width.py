@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real
 from theory.preconditioned_maml import preconditioned_post_adaptation_loss, step_matrix_moment
 from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import inverse_support, sample_moment_sandwich

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate
 
-from theory.errors import ParameterError, require_int
+from theory.ground.errors import ParameterError, require_int
+from theory.ground.statistics import Z_REPORT
 from theory.task_family import LinearTaskFamily
 
 METHODS = ("exact", "quadrature", "monte-carlo")
-Z_95 = 1.96  # two-sided 95%: ``ci95`` = Z_95 · standard error
 CHUNK = 100_000  # Monte-Carlo draws per batch: bounds memory at about CHUNK·max(K, m)·m floats
 RANK_TOL = 1e-12  # eigenvalues of G = FᵀΣxF below RANK_TOL · max(1, largest) count as 0
 
@@ -60,7 +60,7 @@ class BayesFloor:
     @property
     def stderr(self) -> float:
         """The standard error of ``value`` (ci95 / 1.96; 0 when exact or by quadrature)."""
-        return self.ci95 / Z_95
+        return self.ci95 / Z_REPORT
 
     def __str__(self) -> str:
         if self.ci95 > 0:
@@ -92,7 +92,7 @@ def bayes_optimal_loss(family: LinearTaskFamily, n_samples: int = 400_000, seed:
     if m == 1:
         return floor(_rank_one_excess(g[0], k, s2), "quadrature", "rank 1: g E[1/(1 + g χ²_K / s²)] by quadrature")
     mean, stderr = _monte_carlo_excess(g, k, s2, n_samples, seed)
-    return floor(mean, "monte-carlo", f"rank {m}: Monte-Carlo over {n_samples} support sets", Z_95 * stderr)
+    return floor(mean, "monte-carlo", f"rank {m}: Monte-Carlo over {n_samples} support sets", Z_REPORT * stderr)
 
 
 def signal_eigenvalues(family: LinearTaskFamily) -> np.ndarray:

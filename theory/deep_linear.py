@@ -22,7 +22,7 @@ import math
 import numpy as np
 import sympy as sp
 
-from theory.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real
 from theory.task_family import LinearTaskFamily
 
 ADAPT_CHOICES = ("all", "head", "bottom")

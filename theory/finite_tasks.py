@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real
 from theory.shallow_maml import post_adaptation_loss, quadratic_coefficients
 from theory.task_family import LinearTaskFamily
 

@@ -44,7 +44,7 @@ from math import comb
 
 import numpy as np
 
-from theory.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real
 from theory.shallow_maml import post_adaptation_loss
 from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import inverse_support, isotropic_trace_moments_exact

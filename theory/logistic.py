@@ -16,7 +16,7 @@ import sympy as sp
 from scipy.special import expit
 
 from theory.deep_linear import end_to_end, implicit_preconditioner
-from theory.errors import ParameterError, require_int
+from theory.ground.errors import ParameterError, require_int
 
 
 def logistic_loss(w, x, y) -> float:

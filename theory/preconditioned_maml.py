@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from theory.errors import ParameterError, require_real
+from theory.ground.errors import ParameterError, require_real
 from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import inverse_support, sample_moment_sandwich
 

@@ -28,7 +28,7 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from theory.errors import require_int, require_real
+from theory.ground.errors import require_int, require_real
 
 W1, W2, ALPHA, K_SYM, MU, TASK_VAR = sp.symbols("w_1 w_2 alpha K mu sigma^2", real=True)
 _S_HAT, _E, _W_TAU = sp.symbols("s_hat e w_tau", real=True)

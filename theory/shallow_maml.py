@@ -36,7 +36,7 @@ from math import comb
 import numpy as np
 import sympy as sp
 
-from theory.errors import require_int, require_real
+from theory.ground.errors import require_int, require_real
 from theory.preconditioned_maml import preconditioned_best_post_loss, preconditioned_post_adaptation_loss
 from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import K_sym, d_sym, inverse_support, isotropic_polynomial_trace, wishart_trace_moments

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from theory.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,7 +29,7 @@ from functools import cache, lru_cache
 import numpy as np
 import sympy as sp
 
-from theory.errors import ParameterError, require_int
+from theory.ground.errors import ParameterError, require_int
 
 d_sym, K_sym = sp.symbols("d K", positive=True, integer=True)
 

@@ -47,7 +47,7 @@ from functools import cache
 import numpy as np
 from numpy.polynomial import polynomial as npoly
 
-from theory.errors import NoClosedForm, ParameterError, require_int, require_real
+from theory.ground.errors import NoClosedForm, ParameterError, require_int, require_real
 from theory.task_family import LinearTaskFamily
 
 MAX_WORD_LENGTH = 7  # (2m−1)!! matchings per word: 135,135 at m = 7 (about 8 s once per pattern), 2,027,025 at m = 8

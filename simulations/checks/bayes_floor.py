@@ -16,9 +16,10 @@ import numpy as np
 
 from simulations.checks.rules import Check
 from simulations.checks.wishart_moments import random_spd
-from simulations.statistics import IDENTITY_TOL, Z_CHECK, Estimate
+from simulations.statistics import Estimate
 from simulations.twins.bayes_floor import estimate_bayes_optimal_loss
 from theory.bayes_floor import BayesFloor, bayes_optimal_loss
+from theory.ground.statistics import IDENTITY_TOL, Z_CHECK
 from theory.task_family import LinearTaskFamily
 
 THEORY_SAMPLES = 400_000  # the theory's own Monte-Carlo: its se is ~7× below the twin's at 100,000 tasks

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulations.checks.rules import Check, identity_check, interval_check
-from simulations.experiments.finite_tasks import offset_init, sample_training_sets
+from simulations.tasks import offset_init, sample_training_sets
 from simulations.twins.finite_tasks import (
     estimate_init_error,
     estimate_test_loss,

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from simulations.statistics import IDENTITY_TOL, Z_CHECK, Estimate, relative_residual
+from simulations.statistics import Estimate
+from theory.ground.statistics import IDENTITY_TOL, Z_CHECK, relative_residual
 
 KINDS = ("interval", "identity", "optimum", "bound")
 

@@ -37,10 +37,10 @@ from simulations.linear_chain_maml import closed_form_meta_loss, low_rank_meta_l
 from simulations.maml import InnerLoop, Params, initial_params, meta_loss
 from simulations.meta_gradient import shallow_meta_gradient
 from simulations.models import deep_linear, shallow_linear
-from simulations.options import option
 from simulations.per_task_maml import per_task_meta_loss
 from simulations.tasks import make_generator, sample_regression_tasks
-from theory.errors import require_int
+from theory.ground.errors import require_int
+from theory.ground.options import option
 from theory.task_family import LinearTaskFamily
 
 GRAD_TOL = 1e-5  # float64 relative meta-gradient difference allowed between two paths

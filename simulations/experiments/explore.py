@@ -19,14 +19,14 @@ import numpy as np
 
 from simulations.maml import InnerLoop
 from simulations.model_zoo import MODEL_NAMES, ZooSpec, build_model, parse_models
-from simulations.options import Threads, flags, option, parse_support
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from theory import shallow_maml
 from theory.anil_width import anil_best_post_loss
 from theory.bayes_floor import bayes_optimal_loss
 from theory.deep_linear import depth2_best_post_loss
-from theory.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
+from theory.ground.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
+from theory.ground.options import Threads, flags, option, parse_support
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
 

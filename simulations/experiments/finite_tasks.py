@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from simulations.options import option
 from simulations.statistics import Estimate
+from simulations.tasks import offset_init, sample_training_sets
 from theory import finite_tasks
-from theory.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real
+from theory.ground.options import option
 
 CHUNK_ENTRIES = 10_000_000  # input entries per chunk of training sets: bounds memory at about 80 MB per array
 
@@ -160,25 +161,3 @@ def format_report(report: dict) -> str:
     lines.append("approx. = the approximation derived in theory/finite_tasks.py (rows of A treated as isotropic; "
                  "exact at α_t = 0; n/a where d ≤ m·n_v + 1)")
     return "\n".join(lines)
-
-
-def offset_init(dim: int, init_offset: float, rng: np.random.Generator, task_mean=None) -> np.ndarray:
-    """ω₀ = w₀ + init_offset · u, u a unit vector drawn from ``rng`` (the expectations do not depend on u)."""
-    mean = np.zeros(dim) if task_mean is None else np.asarray(task_mean, float)
-    direction = rng.standard_normal(dim)
-    return mean + require_real("init_offset", init_offset, 0.0) * direction / np.linalg.norm(direction)
-
-
-def sample_training_sets(dim: int, tasks: int, train_support: int, train_query: int, noise_var: float,
-                         task_var: float, runs: int, rng: np.random.Generator, task_mean=None) -> dict:
-    """``runs`` independent training sets of m tasks (the setting of theory.finite_tasks), as numpy arrays with a
-    leading (runs,) axis."""
-    d, m = dim, tasks
-    mean = np.zeros(d) if task_mean is None else np.asarray(task_mean, float)
-    weights = mean + np.sqrt(task_var) * rng.standard_normal((runs, m, d))  # (R, m, d)
-    out = {}
-    for part, n in (("support", train_support), ("query", train_query)):
-        x = rng.standard_normal((runs, m, n, d))  # (R, m, n, d)
-        out[f"x_{part}"] = x
-        out[f"y_{part}"] = (x @ weights[..., None])[..., 0] + np.sqrt(noise_var) * rng.standard_normal((runs, m, n))
-    return out

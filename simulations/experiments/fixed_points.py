@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from simulations.options import Threads, option, parse_support
 from simulations.twins.fixed_points import meta_trained_fixed_point
-from theory.errors import ParameterError, require_int, require_real
 from theory.fixed_points import ALGORITHMS, TaskGroup, check_groups, fixed_points
+from theory.ground.errors import ParameterError, require_int, require_real
+from theory.ground.options import Threads, option, parse_support
 
 GROUP_FIELDS = {"prob": "prob", "input-var": "input_var", "task-mean": "task_mean", "task-var": "task_var"}
 DEFAULT_GROUPS = (TaskGroup(0.5, 1.0, 1.0), TaskGroup(0.5, 0.1, -1.0))  # the easy and hard groups

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulations.atomic_io import atomic_write_text
-from simulations.options import option
+from theory.ground.atomic_io import atomic_write_text
+from theory.ground.options import option
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from simulations.linear_chain_maml import closed_form_meta_loss
 from simulations.maml import GradientTransform, InnerLoop, initial_params, meta_loss
 from simulations.models import deep_linear
 from simulations.tasks import make_generator, sample_regression_tasks
-from theory.errors import require_int
+from theory.ground.errors import require_int
 from theory.task_family import LinearTaskFamily
 
 META_LR = 1e-3  # Adam step size of the timed meta-training (small: 20 steps must not diverge)

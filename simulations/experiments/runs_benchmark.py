@@ -21,7 +21,7 @@ from simulations.maml import InnerLoop, initial_params
 from simulations.models import deep_linear
 from simulations.tasks import make_generator, sample_regression_tasks
 from simulations.training import stack_batches
-from theory.errors import require_int
+from theory.ground.errors import require_int
 from theory.shallow_maml import optimal_step_size
 from theory.task_family import LinearTaskFamily
 

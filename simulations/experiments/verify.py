@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulations.atomic_io import atomic_write_json
 from simulations.checks import MIN_SCALE, Check, format_checks, run_checks
-from simulations.options import Threads, option
-from theory.errors import ParameterError, require_real
+from theory.ground.atomic_io import atomic_write_json
+from theory.ground.errors import ParameterError, require_real
+from theory.ground.options import Threads, option
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from simulations.atomic_io import atomic_write_bytes
 from simulations.kfo import kfo_transform
 from simulations.maml import GradientTransform, InnerLoop, Params, initial_params, task_losses
-from simulations.options import Threads, flags, option
 from simulations.statistics import Estimate
 from simulations.tasks import make_generator
 from simulations.vision import distributed
@@ -43,7 +41,9 @@ from simulations.vision.convnet import ConvNet, default_width, standard_convnet
 from simulations.vision.datasets import DATASETS, SPLITS, load_pool
 from simulations.vision.distributed import Ranks
 from simulations.vision.episodes import episode_sampler
-from theory.errors import DivergenceError, ParameterError, UsageError, require_int, require_real
+from theory.ground.atomic_io import atomic_write_bytes
+from theory.ground.errors import DivergenceError, ParameterError, UsageError, require_int, require_real
+from theory.ground.options import Threads, flags, option
 
 CHECKPOINT_FORMAT = "vision-checkpoint-1"
 RESUME_MAY_DIFFER = ("threads", "data_root", "device", "iterations", "eval_tasks", "checkpoint",

@@ -15,7 +15,7 @@ from simulations.models import LinearChain, deep_linear
 from simulations.statistics import Estimate
 from simulations.tasks import make_generator, sample_regression_tasks
 from simulations.training import MetaTrainResult, evaluate, meta_train
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 from theory.task_family import LinearTaskFamily
 
 CHUNK = 20_000  # tasks per vmapped call: bounds memory at about CHUNK·(K+Q)·d floats

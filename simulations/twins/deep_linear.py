@@ -22,7 +22,7 @@ from simulations.maml import InnerLoop, task_losses
 from simulations.models import deep_linear
 from simulations.statistics import Estimate
 from simulations.tasks import make_generator, sample_regression_tasks
-from theory.errors import ParameterError
+from theory.ground.errors import ParameterError
 
 LOSSES = ("squared", "logistic")
 ADAPT_CHOICES = ("all", "head", "bottom")

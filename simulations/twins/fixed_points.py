@@ -33,8 +33,8 @@ from simulations.reptile import reptile_direction
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator, sample_inputs, sample_regression_tasks, sample_task_weights
 from simulations.training import TaskSampler, meta_train
-from theory.errors import ParameterError, require_int, require_real
 from theory.fixed_points import ALGORITHMS, TaskGroup, check_groups, group_family
+from theory.ground.errors import ParameterError, require_int, require_real
 from theory.wishart_moments import inverse_support
 
 

@@ -13,7 +13,7 @@ import torch
 
 from simulations.statistics import Estimate
 from simulations.tasks import make_generator
-from theory.errors import require_int
+from theory.ground.errors import require_int
 from theory.wishart_moments import K_sym, d_sym
 
 CHUNK = 20_000  # draws per batched call: bounds memory at about CHUNK·(K·d + d²) floats

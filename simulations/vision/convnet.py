@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from theory.errors import ParameterError, require_int
+from theory.ground.errors import ParameterError, require_int
 
 
 class BatchNorm2d(nn.BatchNorm2d):

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from simulations.atomic_io import atomic_write_bytes
-from theory.errors import DatasetError, ParameterError
+from theory.ground.atomic_io import atomic_write_bytes
+from theory.ground.errors import DatasetError, ParameterError
 
 SPLITS = ("train", "validation", "test")
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from theory.errors import ParameterError, UsageError
+from theory.ground.errors import ParameterError, UsageError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 
 from simulations.tasks import TaskBatch
 from simulations.vision.datasets import ClassPool
-from theory.errors import ParameterError, require_int
+from theory.ground.errors import ParameterError, require_int
 
 
 def sample_episodes(pool: ClassPool, ways: int, shots: int, query: int, n_tasks: int,

@@ -24,7 +24,7 @@ import math
 import types
 import typing
 
-from theory.errors import require_int
+from theory.ground.errors import require_int
 
 
 def option(default, help: str, *, flag: str | None = None, choices=None, parse=None, metavar: str | None = None,
