@@ -4,7 +4,7 @@
 after every unit) under a signature of the figure, profile, seed and config; a rerun with the
 same signature skips them, so an interrupted ``--full`` run resumes where it stopped. The file
 is removed once the figure is complete. ``run_unit`` runs one unit through it; ``run_units`` runs a
-figure's ``units(config, seed)`` in order, which is each module's serial ``compute``.
+figure's units in order (figures.registry.compute: a figure's serial computation).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The figures' units on Dask workers: every unit of every selected figure at once, gathered here.
 
-``run_jobs`` submits each figure's units (figures.figN.units; those its checkpoint already holds are
+``run_jobs`` submits each figure's units (their experiments' units; those its checkpoint already holds are
 not resubmitted) to a ``dask.distributed.LocalCluster`` of ``workers`` one-thread processes, or to
 the running scheduler at ``scheduler``. Results come back to this process as they finish
 (``as_completed``): each is saved in its figure's checkpoint at once (atomically), and a figure
@@ -114,4 +114,4 @@ def run_jobs(jobs: list, workers: int, scheduler: str | None = None, threads: in
 def _assemble(job, keys) -> list[Path]:
     """Figure ``job`` from its finished units, written as the serial path writes it."""
     done = {key: job.checkpoint.done[key] for key in keys}
-    return job.write(job.module.assemble(job.config, job.seed, done))
+    return job.write(job.assemble(done))

@@ -10,8 +10,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
-from scipy import stats
 
 from theory.ground.atomic_io import atomic_write_bytes, atomic_write_text
 from theory.shallow_maml import REFERENCE_LOSSES
@@ -55,16 +53,6 @@ def draw_reference_losses(ax, levels: dict, keys=REFERENCE_LOSSES, with_values: 
         label = f"{style['label']}: {levels[key]:.3f}" if with_values else style["label"]
         lines.append(ax.axhline(levels[key], linewidth=REFERENCE_LINEWIDTH, **(style | {"label": label})))
     return lines
-
-
-def mean_ci95(samples, level: float = 0.95) -> tuple[float, float]:
-    """Mean over seeds and the half-width of its Student-t interval at ``level`` (two-sided; 95% unless a
-    multiple comparison asks for more; 0 for one seed)."""
-    x = np.asarray(samples, float)
-    if x.size < 2:
-        return float(x.mean()), 0.0
-    quantile = stats.t.ppf(0.5 + level / 2, x.size - 1)
-    return float(x.mean()), float(quantile * x.std(ddof=1) / np.sqrt(x.size))
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:

@@ -1,26 +1,25 @@
 """Figure 4, theory against simulation: every ``verify`` case, closed form vs measured, on the diagonal."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.checkpoint import run_units
 from figures.common import Profiles
 from figures.reproduction import KEY, SCORE, TEXT, TRAINED
-from simulations.checks import CHECKS, Check
+from simulations.experiments import theory_vs_simulation as experiment
 from theory.ground.statistics import Z_CHECK
 
 
-@dataclass(frozen=True)
-class Config(Profiles):
-    scale: float = 0.3  # fraction of verify's sample sizes and iterations (quick profile)
+class Config(Profiles, experiment.Settings):
+    """Figure settings: simulations.experiments.theory_vs_simulation.Settings, whose defaults are the quick
+    profile; ``full()`` applies FULL."""
 
     FULL: ClassVar[dict] = {"scale": 1.0}
+
+
+EXPERIMENT = experiment  # the numbers: Settings, units(settings, seed), assemble(settings, seed, done)
 
 
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
@@ -34,31 +33,6 @@ COLUMNS = {  # how far each CSV column may move between machines (figures.reprod
     "tolerance": TEXT,  # the rule, with the residual or the interval printed in it
     "passed": TEXT, "kind": KEY, "score": SCORE,
 }
-
-
-def _check(check: Callable[[float], Check], scale: float) -> dict:
-    """Unit: one verify check at ``scale``, as its record."""
-    return check(scale).as_dict()
-
-
-def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """One unit per verify check, keyed by its function's module and name (``seed`` is unused: the checks
-    use their own fixed seeds). Checks that share a cached meta-training recompute it when they run in
-    different processes; the seeds make both computations the same."""
-    return {f"{check.__module__}.{check.__name__}": partial(_check, check, config.scale) for check in CHECKS}
-
-
-def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
-    return {"checks": [done[key] for key in units(config, seed)]}
-
-
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    """The verify table at ``scale`` (the checks use their own fixed seeds; ``seed`` is unused)."""
-    return assemble(config, seed, run_units(progress, units(config, seed)))
-
-
-def n_units(config: Config) -> int:
-    return len(CHECKS)
 
 
 def rows(results: dict) -> list[dict]:

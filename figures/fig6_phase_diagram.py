@@ -2,71 +2,31 @@
 optimal preconditioner over (d/K, r/d), from the closed forms (Σx = I, σ_w² = 1)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
-import sympy as sp
 from matplotlib.colors import LogNorm
 
-from figures.checkpoint import run_units
 from figures.common import Profiles
 from figures.reproduction import EXACT, KEY
-from theory.preconditioned_maml import GAIN_SYMBOLS, isotropic_gain_symbolic
+from simulations.experiments import phase_diagram as experiment
 
 
-@dataclass(frozen=True)
-class Config(Profiles):
-    support: int = 5  # K
-    noise_var: float = 0.0  # s²
-    n_ratio: int = 60  # grid points along d/K (log-spaced from 0.2 to 100)
-    n_rank: int = 50  # grid points along r/d (0.02 to 1)
+class Config(Profiles, experiment.Settings):
+    """Figure settings: simulations.experiments.phase_diagram.Settings, whose defaults are the quick
+    profile; ``full()`` applies FULL."""
 
     FULL: ClassVar[dict] = {"n_ratio": 200, "n_rank": 200}
+
+
+EXPERIMENT = experiment  # the numbers: Settings, units(settings, seed), assemble(settings, seed, done)
 
 
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
     "d_over_k": KEY, "r_over_d": KEY,  # the grid (np.logspace: its last bit differs between CPUs)
     "shallow_best_over_pre": EXACT, "preconditioner_gain": EXACT,
 }
-
-
-def _grid(config: Config) -> dict:
-    """Unit: closed-form ratios on the grid: shallow best / pre, and shallow best / preconditioned best."""
-    exprs = isotropic_gain_symbolic()
-    args = GAIN_SYMBOLS  # (d, K, r, σ_w², s²)
-    shallow_ratio = sp.lambdify(args, exprs["shallow"] / exprs["pre"], "numpy")
-    gain = sp.lambdify(args, exprs["ratio"], "numpy")
-    d_over_k = np.logspace(np.log10(0.2), 2, config.n_ratio)
-    r_over_d = np.linspace(0.02, 1.0, config.n_rank)
-    dd, rr = np.meshgrid(d_over_k * config.support, r_over_d, indexing="xy")  # (n_rank, n_ratio)
-    rank = np.maximum(rr * dd, 1e-9)  # continuous r: the formulas are rational in r
-    values = (dd, config.support, rank, 1.0, config.noise_var)
-    return {"d_over_k": d_over_k.tolist(), "r_over_d": r_over_d.tolist(),
-            "shallow_ratio": np.broadcast_to(shallow_ratio(*values), dd.shape).tolist(),
-            "gain": np.broadcast_to(gain(*values), dd.shape).tolist(), "support": config.support,
-            "noise_var": config.noise_var}
-
-
-def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """One unit, the whole closed-form grid (``seed`` is unused)."""
-    return {"grid": partial(_grid, config)}
-
-
-def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
-    return done["grid"]
-
-
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    """Closed-form ratios on the grid: shallow best / pre, and shallow best / preconditioned best."""
-    return assemble(config, seed, run_units(progress, units(config, seed)))
-
-
-def n_units(config: Config) -> int:
-    return 1
 
 
 def rows(results: dict) -> list[dict]:

@@ -19,42 +19,27 @@ literature's, but the comparison is like for like); ``--full`` uses literature-s
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from functools import partial
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
 
-from figures.checkpoint import run_units
-from figures.common import Profiles, mean_ci95
+from figures.common import Profiles
 from figures.reproduction import EXACT, KEY, TEXT, WIDTH, within
-from simulations.experiments.vision import VisionConfig, run_vision
-from simulations.vision.datasets import load_pool
-from theory.ground.errors import DatasetError, DivergenceError
+from simulations.experiments import vision_grid as experiment
+from simulations.experiments.vision_grid import DEPTHS, METHODS, REMEDIES
+from simulations.statistics import mean_ci95
 
-METHODS = ("maml", "anil")
-REMEDIES = {"plain": {}, "LinNet": {"linnet_layers": 2}, "KFO": {"kfo": True}}
-DEPTHS = {"2-block": 2, "4-block": 4}
 COLORS = {"plain": "#7f7f7f", "LinNet": "#1f77b4", "KFO": "#2ca02c"}
 
 
-@dataclass(frozen=True)
-class Config(Profiles):
-    datasets: tuple = ("digits", "omniglot", "cifarfs", "mini-imagenet")  # those present are run
-    data_root: str | None = None  # where Omniglot, CIFAR-FS and mini-ImageNet live (digits needs none)
-    ways: int = 5
-    shots: int = 1
-    iterations: int = 40  # meta-steps per run (literature: 60,000; the quick profile shows the trend, not the end)
-    meta_batch: int = 16
-    eval_tasks: int = 200  # test episodes per run (literature: 600)
-    seeds: int = 3  # training seeds per setting: the interval is over them (Student-t, 2 degrees of freedom)
-    width: int | None = 16  # conv channels (None: 64 for Omniglot, 32 otherwise)
-    alpha: float = 0.5
-    meta_lr: float = 0.003
-    device: str = "cpu"
+class Config(Profiles, experiment.Settings):
+    """Figure settings: simulations.experiments.vision_grid.Settings, whose defaults are the quick
+    profile; ``full()`` applies FULL."""
 
     FULL: ClassVar[dict] = {"iterations": 60_000, "meta_batch": 32, "eval_tasks": 600, "width": None, "seeds": 5}
+
+
+EXPERIMENT = experiment  # the numbers: Settings, units(settings, seed), assemble(settings, seed, done)
 
 
 COLUMNS = {  # how far each CSV column may move between machines (figures.reproduction; paper_repro.py compare)
@@ -62,81 +47,6 @@ COLUMNS = {  # how far each CSV column may move between machines (figures.reprod
     "test_accuracy": within("ci95"),  # float32 training: another CPU's last bits give another training run
     "ci95": WIDTH, "seeds": EXACT, "test_tasks": EXACT, "diverged_seeds": EXACT, "note": TEXT,
 }
-
-
-def available(config: Config) -> dict[str, str | None]:
-    """dataset -> None if it loads, else the loader's one-line reason."""
-    out = {}
-    for name in config.datasets:
-        try:
-            load_pool(name, "test", config.data_root)
-            out[name] = None
-        except DatasetError as err:
-            out[name] = str(err)
-    return out
-
-
-def _run(config: Config, dataset: str, method: str, remedy: str, depth: int, seed: int) -> dict:
-    vision = VisionConfig(dataset=dataset, data_root=config.data_root, ways=config.ways, shots=config.shots,
-                          method=method, depth=depth, width=config.width, iterations=config.iterations,
-                          meta_batch=config.meta_batch, eval_tasks=config.eval_tasks, alpha=config.alpha,
-                          meta_lr=config.meta_lr, device=config.device, seed=seed, validation_tasks=0)
-    try:
-        report = run_vision(replace(vision, **REMEDIES[remedy]), progress=False)
-    except (DivergenceError, FloatingPointError) as err:
-        return {"diverged": str(err)}
-    return {key: report[key] for key in ("test_accuracy", "ci95", "test_tasks", "train_seconds", "classes")}
-
-
-def _settings(config: Config, status: dict[str, str | None]):
-    """(unit key, dataset, method, depth name, remedy) of every setting on a present dataset, in the figure's order."""
-    for dataset in (d for d, reason in status.items() if reason is None):
-        for method in METHODS:
-            for depth_name in DEPTHS:
-                for remedy in REMEDIES:
-                    yield f"{dataset}/{method}/{depth_name}/{remedy}", dataset, method, depth_name, remedy
-
-
-def _seeds(config: Config, seed: int) -> list[int]:
-    """The training seeds of every setting (the first is ``seed`` itself)."""
-    return [seed + 100 * s for s in range(config.seeds)]
-
-
-def units(config: Config, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """One run per present dataset × method × depth × remedy × training seed: key -> a picklable zero-argument
-    callable."""
-    return {f"{key}/seed{s}": partial(_run, config, dataset, method, remedy, DEPTHS[depth], s)
-            for key, dataset, method, depth, remedy in _settings(config, available(config))
-            for s in _seeds(config, seed)}
-
-
-def _summary(per_seed: list[dict]) -> dict:
-    """A setting's mean accuracy over the seeds that did not diverge, with its Student-t 95% interval."""
-    accuracies = [r["test_accuracy"] for r in per_seed if "test_accuracy" in r]
-    out = {"seeds": len(accuracies), "diverged_seeds": len(per_seed) - len(accuracies), "per_seed": per_seed}
-    if len(accuracies) >= 2:
-        out["test_accuracy"], out["ci95"] = mean_ci95(accuracies)
-    return out
-
-
-def assemble(config: Config, seed: int, done: dict[str, dict]) -> dict:
-    status = available(config)
-    runs = [{"dataset": dataset, "method": method, "depth": depth, "remedy": remedy,
-             **_summary([done[f"{key}/seed{s}"] | {"seed": s} for s in _seeds(config, seed)])}
-            for key, dataset, method, depth, remedy in _settings(config, status)]
-    return {"runs": runs, "unavailable": {d: r for d, r in status.items() if r is not None},
-            "ways": config.ways, "shots": config.shots, "iterations": config.iterations,
-            "eval_tasks": config.eval_tasks, "seeds": config.seeds}
-
-
-def compute(config: Config, seed: int = 0, progress=None) -> dict:
-    return assemble(config, seed, run_units(progress, units(config, seed)))
-
-
-def n_units(config: Config) -> int:
-    """Progress units: one run per present dataset × method × depth × remedy × seed (absent datasets run nothing)."""
-    present = sum(reason is None for reason in available(config).values())
-    return present * len(METHODS) * len(DEPTHS) * len(REMEDIES) * config.seeds
 
 
 def rows(results: dict) -> list[dict]:

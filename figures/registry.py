@@ -1,4 +1,10 @@
-"""The figure registry: number -> module with Config (quick/full), compute, rows, plot, caption.
+"""The figure registry: number -> figure module (Config with its quick and full profiles, EXPERIMENT, COLUMNS,
+rows, plot, caption), and the unit protocol, defined once here.
+
+A figure's numbers come from its experiment (simulations/experiments/<name>.py, no matplotlib): ``units(config,
+seed)`` is every unit of work (key -> a picklable zero-argument callable: one meta-training setting, one check)
+and ``assemble(config, seed, done)`` the results from the finished units. ``compute`` is their serial composition
+and the number of units is ``len(units)``; figures.cluster runs the same units on Dask workers.
 
 ``run_figure`` computes one figure in this process and writes, under the output folder,
 figN_name.{json,csv,pdf,png}: the JSON holds the config, seed, provenance (library versions, the lock
@@ -32,7 +38,7 @@ from figures import (
     fig8_many_steps,
     fig9_beyond_identical_tasks,
 )
-from figures.checkpoint import UnitCheckpoint
+from figures.checkpoint import UnitCheckpoint, run_units
 from figures.common import save_figure, write_csv
 from theory.ground.atomic_io import atomic_write_json
 from theory.ground.errors import ParameterError, UsageError, require_int
@@ -111,8 +117,12 @@ class FigureJob:
         return self.out / f"fig{self.number}_{FIGURES[self.number][0]}"
 
     def units(self) -> dict:
-        """The figure's units: key -> zero-argument callable (figures.figN.units)."""
-        return self.module.units(self.config, self.seed)
+        """The figure's units: key -> zero-argument callable (its experiment's ``units``)."""
+        return self.module.EXPERIMENT.units(self.config, self.seed)
+
+    def assemble(self, done: dict) -> dict:
+        """The figure's results from its finished units (its experiment's ``assemble``)."""
+        return self.module.EXPERIMENT.assemble(self.config, self.seed, done)
 
     def write(self, results: dict) -> list[Path]:
         """Write the JSON record, the CSV and the figure (PDF, PNG); drop the checkpoint; returns the paths."""
@@ -124,6 +134,13 @@ class FigureJob:
         write_csv(self.stem.with_suffix(".csv"), self.module.rows(results))
         self.checkpoint.finish()
         return [json_path, self.stem.with_suffix(".csv"), *save_figure(self.module.plot(results), self.stem)]
+
+
+def compute(module, config, seed: int = 0, progress=None) -> dict:
+    """A figure's results in this process: its experiment's units one after another (through ``progress``: a
+    UnitCheckpoint, a tqdm bar or None), then assembled."""
+    experiment = module.EXPERIMENT
+    return experiment.assemble(config, seed, run_units(progress, experiment.units(config, seed)))
 
 
 def figure_config(number: int, full: bool = False, data_root: str | None = None):
@@ -151,9 +168,10 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
     json_path = stem.with_suffix(".json")
     if not replot:
         config = figure_config(number, full, data_root)
-        with tqdm(total=module.n_units(config), desc=f"figure {number}", leave=False, disable=None) as bar:
+        units = module.EXPERIMENT.units(config, seed)
+        with tqdm(total=len(units), desc=f"figure {number}", leave=False, disable=None) as bar:
             job = figure_job(number, config, out, full, seed, bar)
-            results = module.compute(job.config, seed=seed, progress=job.checkpoint)
+            results = job.assemble(run_units(job.checkpoint, units))
         return job.write(results)
     if not json_path.exists():
         raise FileNotFoundError(f"no cached results at {json_path}; run without --replot first")

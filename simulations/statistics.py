@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy import stats
 
 from theory.ground.statistics import Z_CHECK, Z_REPORT
 
@@ -47,3 +49,13 @@ class Estimate:
 
     def __str__(self) -> str:
         return f"{self.mean:.4g} ± {self.ci95:.2g}"
+
+
+def mean_ci95(samples, level: float = 0.95) -> tuple[float, float]:
+    """Mean over seeds and the half-width of its Student-t interval at ``level`` (two-sided; 95% unless a
+    multiple comparison asks for more; 0 for one seed)."""
+    x = np.asarray(samples, float)
+    if x.size < 2:
+        return float(x.mean()), 0.0
+    quantile = stats.t.ppf(0.5 + level / 2, x.size - 1)
+    return float(x.mean()), float(quantile * x.std(ddof=1) / np.sqrt(x.size))

@@ -36,7 +36,7 @@ from figures import (
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE
-from figures.registry import FIGURES, run_figure
+from figures.registry import FIGURES, compute, run_figure
 from tests.helpers import assert_close
 from theory.ground.errors import DivergenceError
 from theory.shallow_maml import REFERENCE_LOSSES
@@ -242,7 +242,8 @@ def test_replot_uses_the_cache(built, number, tmp_path, monkeypatch):
     def no_compute(*args, **kwargs):
         raise AssertionError("--replot recomputed the figure")
 
-    monkeypatch.setattr(module, "compute", no_compute)
+    monkeypatch.setattr(module.EXPERIMENT, "units", no_compute)
+    monkeypatch.setattr(module.EXPERIMENT, "assemble", no_compute)
     paths = run_figure(number, out=str(tmp_path), seed=0, replot=True)
     pdf, png = paths[2], paths[3]
     assert png.parent == tmp_path and png.stat().st_size > 0 and png.read_bytes().startswith(b"\x89PNG")
@@ -292,7 +293,8 @@ def test_fig1_remedies_adapt_below_pre_adaptation_loss(built):
 def test_fig1_records_the_seeds_it_used(monkeypatch):
     """Each run's recorded seed is the one its model was built and meta-trained with."""
     used = []
-    real_build, real_train = fig1_failure_mode.build_model, fig1_failure_mode.meta_train_runs
+    experiment = fig1_failure_mode.EXPERIMENT
+    real_build, real_train = experiment.build_model, experiment.meta_train_runs
 
     def build(name, spec, seed):
         used.append(("build", seed))
@@ -302,10 +304,10 @@ def test_fig1_records_the_seeds_it_used(monkeypatch):
         used.extend(("train", seed) for seed in seeds)
         return real_train(models, sampler, inner, iterations, seeds, *args, **kwargs)
 
-    monkeypatch.setattr(fig1_failure_mode, "build_model", build)
-    monkeypatch.setattr(fig1_failure_mode, "meta_train_runs", train)
+    monkeypatch.setattr(experiment, "build_model", build)
+    monkeypatch.setattr(experiment, "meta_train_runs", train)
     config = fig1_failure_mode.Config(dim=4, iterations=1, eval_every=1, eval_tasks=4, seeds=2)
-    runs = fig1_failure_mode.compute(config, seed=3)["runs"]
+    runs = compute(fig1_failure_mode, config, seed=3)["runs"]
     assert len(runs) == 7 * config.seeds
     settings = [runs[i:i + config.seeds] for i in range(0, len(runs), config.seeds)]  # a setting's seeds at once
     assert used == [(step, r["seed"]) for group in settings for step in ("build", "train") for r in group]
@@ -442,7 +444,7 @@ def test_interrupted_figure_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     config = TINY[5][1]
     monkeypatch.setattr(fig5.Config, "quick", classmethod(lambda cls: config))
     straight = run_figure(5, out=tmp_path / "straight", seed=0)
-    calls, real_run = [], fig5._run
+    calls, real_run = [], fig5.EXPERIMENT._run
 
     def interrupted(*args, **kwargs):
         if len(calls) == 3:
@@ -450,7 +452,7 @@ def test_interrupted_figure_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         calls.append(1)
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(fig5, "_run", interrupted)
+    monkeypatch.setattr(fig5.EXPERIMENT, "_run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_figure(5, out=tmp_path / "resumed", seed=0)
     assert list((tmp_path / "resumed").glob(".fig5_*.partial.json")), "no checkpoint after the interruption"
@@ -460,9 +462,9 @@ def test_interrupted_figure_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         resumed_calls.append(1)
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(fig5, "_run", counting)
+    monkeypatch.setattr(fig5.EXPERIMENT, "_run", counting)
     resumed = run_figure(5, out=tmp_path / "resumed", seed=0)
-    assert len(resumed_calls) == fig5.n_units(config) - 3
+    assert len(resumed_calls) == len(fig5.EXPERIMENT.units(config, 0)) - 3
     assert straight[1].read_bytes() == resumed[1].read_bytes()  # same CSV
     assert not list((tmp_path / "resumed").glob(".fig5_*.partial.json"))
 
@@ -471,7 +473,7 @@ def test_fig7_runs_digits_and_reports_missing_data(built, progress):
     results = _record(built[7])["results"]
     assert {r["dataset"] for r in results["runs"]} == {"digits"}
     assert len(results["runs"]) == 2 * 2 * 3  # method × depth × remedy, digits only
-    assert fig7_vision.n_units(TINY[7][1]) == 2 * len(results["runs"]) == progress[7][0]  # × 2 seeds
+    assert len(fig7_vision.EXPERIMENT.units(TINY[7][1], 0)) == 2 * len(results["runs"]) == progress[7][0]  # × 2 seeds
     assert "omniglot" in results["unavailable"] and "omniglot" in results["unavailable"]["omniglot"]
     for run in results["runs"]:
         accuracies = [p["test_accuracy"] for p in run["per_seed"]]
@@ -500,17 +502,17 @@ def test_fig7_paired_differences_are_bonferroni_intervals():
 
 # -- figure 3: divergence is a missing point (moved here from tests/test_fig2_fig3.py) -----------------
 def test_fig3_reports_divergence_as_a_missing_point(monkeypatch):
-    real = fig3_depth_width.meta_train_runs
+    real = fig3_depth_width.EXPERIMENT.meta_train_runs
 
     def diverge_at_depth_2(models, *args, **kwargs):
         if len(models[0].layers) == 2:
             return [DivergenceError(7, float("nan")) for _ in models]
         return real(models, *args, **kwargs)
 
-    monkeypatch.setattr(fig3_depth_width, "meta_train_runs", diverge_at_depth_2)
+    monkeypatch.setattr(fig3_depth_width.EXPERIMENT, "meta_train_runs", diverge_at_depth_2)
     config = fig3_depth_width.Config(dim=6, dims=(6,), depths=(1, 2), widths=(4,), iterations=5, eval_tasks=50,
                                      seeds=2)
-    results = fig3_depth_width.compute(config)
+    results = compute(fig3_depth_width, config)
     points = fig3_depth_width.summarize(results)
     missing = [p for p in points if p["depth"] == 2]
     assert missing and all(p["post_loss"] is None and p["diverged"] == 2 for p in missing)

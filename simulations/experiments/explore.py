@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from simulations.experiments.settings import CLASSIFICATION_ALPHA, PAPER
 from simulations.maml import InnerLoop
 from simulations.model_zoo import MODEL_NAMES, ZooSpec, build_model, parse_models
 from simulations.tasks import sample_classification_tasks, sample_regression_tasks
@@ -31,8 +32,6 @@ from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
 
 TASKS = ("regression", "classification")
-CLASSIFICATION_ALPHA = 0.5  # no closed form picks α for the logistic loss; one LogR step still helps at 0.5
-
 
 
 def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
@@ -49,13 +48,13 @@ def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
 class ExploreConfig(Threads):
     """One setting of the linear-regression failure mode; defaults show it in under a minute."""
 
-    dim: int = option(50, "input dimension d: the shallow model's failure grows with d/K")
-    support: int | float = option(5, "support points K per task: few shots, so d ≫ K; 'inf' (with --theory-only): "
-                                     "the K → ∞ limit, where the inner step uses the population gradient",
-                                  parse=parse_support, metavar="K")
-    query: int = option(20, "query points Q per task for the meta-loss")
-    rank: int | None = option(None, "rank r of the task subspace (default 2: 2 dimensions, which a preconditioner "
-                                    "can find); not with --task-spectrum")
+    dim: int = option(PAPER.dim, "input dimension d: the shallow model's failure grows with d/K")
+    support: int | float = option(PAPER.support, "support points K per task: few shots, so d ≫ K; 'inf' (with "
+                                                 "--theory-only): the K → ∞ limit, where the inner step uses the "
+                                                 "population gradient", parse=parse_support, metavar="K")
+    query: int = option(PAPER.query, "query points Q per task for the meta-loss")
+    rank: int | None = option(None, f"rank r of the task subspace (default {PAPER.rank}: {PAPER.rank} dimensions, "
+                                    "which a preconditioner can find); not with --task-spectrum")
     task_var: float | None = option(None, "variance V per task direction, Σw = V·UUᵀ on the rank-r subspace "
                                           "(default 1); not with --task-spectrum")
     mean_norm: float = option(0.0, "‖μ‖, the task mean's norm (μ in a random direction from the seed)")
@@ -129,7 +128,7 @@ class ExploreConfig(Threads):
         """r: the given rank, 2 by default, or the number of nonzero eigenvalues of --task-spectrum."""
         if self.task_spectrum:
             return sum(a > 0 for a in self.task_spectrum)
-        return 2 if self.rank is None else self.rank
+        return PAPER.rank if self.rank is None else self.rank
 
     @property
     def effective_task_var(self) -> float:
