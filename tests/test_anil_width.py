@@ -145,7 +145,7 @@ def test_bad_input_names_the_parameter(call, parameter):
     assert info.value.parameter == parameter
 
 
-@pytest.mark.parametrize("check", REGISTRY["anil_width"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["anil_width"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("anil_width.") and result.passed, result

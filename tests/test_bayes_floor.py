@@ -115,7 +115,7 @@ def test_bad_input_names_the_parameter(kwargs, parameter):
     assert info.value.parameter == parameter
 
 
-@pytest.mark.parametrize("check", REGISTRY["bayes_floor"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["bayes_floor"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("bayes_floor.") and result.passed, result

@@ -364,7 +364,7 @@ def test_bad_inputs_raise_parameter_error_naming_the_parameter(call, parameter):
     assert str(err.value).startswith(parameter)
 
 
-@pytest.mark.parametrize("check", REGISTRY["deep_linear"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["deep_linear"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("deep_linear.") and result.passed, result

@@ -119,7 +119,7 @@ def test_approximation_is_exact_at_zero_step_and_absent_when_underparameterised(
     assert finite_tasks.approximate_init_error(7, 3, 5, 2, s2, v, offset, 0.0) is None  # d = m·n_v + 1
 
 
-@pytest.mark.parametrize("check", REGISTRY["finite_tasks"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["finite_tasks"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("finite_tasks.") and result.passed, result

@@ -120,7 +120,7 @@ def test_probabilities_must_sum_to_one_and_means_match_d():
         fixed_points((TaskGroup(1.0, 1.0, (1.0, 2.0)),), dim=3)
 
 
-@pytest.mark.parametrize("check", REGISTRY["fixed_points"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["fixed_points"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("fixed_points.") and result.passed, result

@@ -103,3 +103,14 @@ def test_the_import_check_catches_an_upward_import(tmp_path):
         "(simulations.experiments), line 2"]
     assert _upward(probe, "simulations.experiments.probe") == []
     assert len(_upward(probe, "theory.ground.probe")) == 3  # the experiment, the twins package and its module
+
+
+def test_check_modules_share_only_the_rules_and_the_fixtures():
+    """A check module imports no other check module (they once borrowed each other's fixtures): only
+    simulations.checks.rules and simulations.checks.fixtures."""
+    shared = {"simulations.checks.rules", "simulations.checks.fixtures"}
+    for path in (ROOT / "simulations" / "checks").glob("*.py"):
+        if path.stem in ("__init__", "rules", "fixtures"):
+            continue
+        borrowed = {m for m, _ in _imports(path) if m.startswith("simulations.checks.")} - shared
+        assert not borrowed, f"{path.name} imports {sorted(borrowed)}"

@@ -144,7 +144,7 @@ def test_bad_inputs_raise_parameter_error_naming_the_parameter(call, parameter):
     assert str(err.value).startswith(parameter)
 
 
-@pytest.mark.parametrize("check", REGISTRY["logistic"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["logistic"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("logistic.") and result.passed, result

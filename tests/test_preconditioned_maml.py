@@ -72,7 +72,7 @@ def test_loss_against_the_literal_preconditioned_step():
                      estimate_preconditioned_post_adaptation_loss(family, theta, p, 0.7, 50_000, seed=5), "L(P)")
 
 
-@pytest.mark.parametrize("check", REGISTRY["preconditioned_maml"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["preconditioned_maml"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("preconditioned_maml.") and result.passed, result

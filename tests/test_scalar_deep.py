@@ -107,7 +107,7 @@ def test_grid_evaluation_and_bad_input():
             scalar_deep.depth2_scalar_meta_objective(**args)
 
 
-@pytest.mark.parametrize("check", REGISTRY["scalar_deep"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["scalar_deep"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("scalar_deep.") and result.passed, result

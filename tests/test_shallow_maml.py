@@ -175,7 +175,7 @@ def test_k_step_loss_against_the_literal_inner_loop(steps):
                      estimate_post_adaptation_loss(family, theta, 0.2, steps, 40_000, seed=steps), f"k={steps}")
 
 
-@pytest.mark.parametrize("check", REGISTRY["shallow_maml"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["shallow_maml"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("shallow_maml.") and result.passed, result

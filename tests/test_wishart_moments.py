@@ -107,7 +107,7 @@ def test_sandwich_at_one_point_is_the_fourth_moment(dim, support, seed):
     assert_close(wishart_moments.sample_moment_sandwich(sigma, mid, support), expected, 1e-10)
 
 
-@pytest.mark.parametrize("check", REGISTRY["wishart_moments"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["wishart_moments"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("wishart_moments.") and result.passed, result

@@ -194,7 +194,7 @@ def test_bad_input_names_the_parameter(call, parameter):
     assert info.value.parameter == parameter
 
 
-@pytest.mark.parametrize("check", REGISTRY["wishart_words"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", REGISTRY["wishart_words"], ids=lambda c: c.name)
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("wishart_words.") and result.passed, result

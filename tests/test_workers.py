@@ -76,8 +76,7 @@ def test_checks_sharing_a_cached_training_agree_across_processes(cluster):
     its own, with the same numbers."""
     config = TINY[4][1]
     units = fig4.EXPERIMENT.units(config, 0)
-    keys = ["simulations.checks.shallow_maml.check_init_converges_to_mu",
-            "simulations.checks.shallow_maml.check_meta_trained_loss"]
+    keys = ["shallow_maml.meta_trained_init", "shallow_maml.meta_trained_post_loss"]
     here = [units[key]() for key in keys]
     with Client(cluster.scheduler_address) as client:
         addresses = sorted(client.scheduler_info()["workers"])

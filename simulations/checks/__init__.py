@@ -1,14 +1,14 @@
 """Every theory result held against its simulation twin: the checks behind ``paper_repro.py verify``.
 
-One module per theory stem (simulations/checks/<stem>.py beside theory/<stem>.py), each with a
-``CHECKS`` list of functions ``check(scale) -> Check``; every check is named ``<stem>.<quantity>``.
-The rules (simulations/checks/rules.py): a closed form inside the Monte-Carlo interval
-(|theory − mean| ≤ Z_CHECK·se), a float64 or sympy identity, a meta-trained optimum near its
-prediction, or a bound. ``scale`` multiplies sample sizes and iterations (at least MIN_SCALE).
+One module per theory stem (simulations/checks/<stem>.py beside theory/<stem>.py), each declaring its
+checks as data: ``CHECKS = declare("<stem>", {"<quantity>": compute, …})``, so every check has one name,
+``<stem>.<quantity>``: verify's row, figure 4's unit key and row, and the pytest id. The rules, all in
+simulations/checks/rules.py: a closed form inside the Monte-Carlo interval (|theory − mean| ≤ Z_CHECK·se,
+or with both standard errors where the theory is Monte-Carlo too), a float64 or sympy identity, a
+meta-trained optimum near its prediction, or a bound. ``scale`` multiplies sample sizes and iterations (at
+least MIN_SCALE). Fixtures several check modules use live in simulations/checks/fixtures.py.
 """
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from simulations.checks import (
     anil_width,
@@ -23,16 +23,16 @@ from simulations.checks import (
     wishart_moments,
     wishart_words,
 )
-from simulations.checks.rules import Check
+from simulations.checks.rules import Check, Declared
 
 __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_checks"]
 
-REGISTRY: dict[str, list[Callable[[float], Check]]] = {
+REGISTRY: dict[str, list[Declared]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
     for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, logistic, scalar_deep,
                    bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points)
 }  # theory stem -> its checks
-CHECKS: list[Callable[[float], Check]] = [check for checks in REGISTRY.values() for check in checks]
+CHECKS: list[Declared] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
 
 
@@ -41,13 +41,7 @@ def run_checks(scale: float = 1.0, progress: bool = False, stems=None) -> list[C
     from tqdm.auto import tqdm
 
     chosen = [(stem, check) for stem in (stems or REGISTRY) for check in REGISTRY[stem]]
-    results = []
-    for stem, check in tqdm(chosen, desc="verify", disable=None if progress else True, leave=False):
-        result = check(scale)
-        if not result.name.startswith(f"{stem}."):
-            raise ValueError(f"check {result.name!r} of theory/{stem}.py must be named {stem}.<quantity>")
-        results.append(result)
-    return results
+    return [check(scale) for _, check in tqdm(chosen, desc="verify", disable=None if progress else True, leave=False)]
 
 
 def format_checks(checks: list[Check]) -> str:

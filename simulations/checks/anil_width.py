@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from simulations.checks.rules import Check, identity_check, interval_check
-from simulations.checks.wishart_moments import random_spd
+from simulations.checks.fixtures import SUBSPACE, random_spd
+from simulations.checks.rules import Check, declare, identity_check, interval_check
 from simulations.maml import InnerLoop, adapt
 from simulations.twins.anil_width import (
     anil_net,
@@ -17,7 +17,6 @@ from simulations.twins.anil_width import (
 from theory import anil_width, shallow_maml
 from theory.task_family import LinearTaskFamily
 
-SUBSPACE = {"dim": 20, "support": 5, "query": 10, "rank": 2}  # as preconditioned_maml's meta-learned checks
 # Adam 0.01, cosine decay, meta-batch 128: at 500 steps (scale 0.3) the exact loss at the trained (W, v₀)
 # was ≤ 0.25% above L_h for 12 of 12 seeds and h = 1, 2, 4; at 220 steps one seed in 12 sat 30% above
 META_ITERATIONS = 1000
@@ -35,7 +34,7 @@ def check_head_step(scale: float) -> Check:
     literal = (fast[model.head_name] @ fast["layers.0.weight"]).numpy().ravel()  # Wᵀv', (d,)
     theta = w.T @ v0
     grad = x.T @ (x @ theta - y) / k  # ĝ, the end-to-end support gradient (d,)
-    return identity_check("anil_width.head_step", "d=7, K=4, h=3, α=0.3, random W, v₀, X, y: Wᵀv' = θ − αWᵀWĝ",
+    return identity_check("d=7, K=4, h=3, α=0.3, random W, v₀, X, y: Wᵀv' = θ − αWᵀWĝ",
                           theta - alpha * w.T @ w @ grad, literal)
 
 
@@ -45,7 +44,7 @@ def check_post_loss(scale: float) -> Check:
                                                task_mean=rng.standard_normal(6), noise_var=0.25)
     w, v0 = 0.3 * rng.standard_normal((3, 6)), rng.standard_normal(3)
     est = estimate_anil_post_adaptation_loss(family, w, v0, 0.2, int(100_000 * scale), seed=32)
-    return interval_check("anil_width.post_loss", "d=6, K=4, h=3, random Σx, Σw, μ≠0, s²=0.25, W, v₀, α=0.2",
+    return interval_check("d=6, K=4, h=3, random Σx, Σw, μ≠0, s²=0.25, W, v₀, α=0.2",
                           anil_width.anil_post_adaptation_loss(family, w, v0, 0.2), est)
 
 
@@ -56,8 +55,7 @@ def _meta_trained(width: int, scale: float) -> Check:
     iterations = int(META_ITERATIONS * scale) + 200
     est = estimate_meta_trained_anil_loss(family, width, alpha, iterations, int(EVAL_TASKS * scale), seed=33 + width)
     best = anil_width.anil_best_post_loss(family, width, alpha)
-    return interval_check(f"anil_width.meta_trained_h{width}",
-                          f"d=20, K=5, r=2, h={width}, α=α*_shallow={alpha:.4f}: ANIL meta-trains W, v₀ "
+    return interval_check(f"d=20, K=5, r=2, h={width}, α=α*_shallow={alpha:.4f}: ANIL meta-trains W, v₀ "
                           f"({iterations} Adam steps) vs best L_h ({best.method})", best.value, est)
 
 
@@ -73,5 +71,10 @@ def check_meta_trained_width_4(scale: float) -> Check:
     return _meta_trained(4, scale)
 
 
-CHECKS = [check_head_step, check_post_loss, check_meta_trained_width_1, check_meta_trained_width_2,
-          check_meta_trained_width_4]
+CHECKS = declare("anil_width", {
+    "head_step": check_head_step,
+    "post_loss": check_post_loss,
+    "meta_trained_h1": check_meta_trained_width_1,
+    "meta_trained_h2": check_meta_trained_width_2,
+    "meta_trained_h4": check_meta_trained_width_4,
+})

@@ -4,13 +4,10 @@ the exact full-MAML depth-2 loss against the literal functional inner loop on sa
 settings); and deep MAML adapting below the best shallow step (a bound, meta-trained)."""
 from __future__ import annotations
 
-from itertools import pairwise
-
 import numpy as np
 
-from simulations.checks.preconditioned_maml import SUBSPACE
-from simulations.checks.rules import Check, identity_check, interval_check, upper_bound_check
-from simulations.checks.shallow_maml import regression_sampler
+from simulations.checks.fixtures import SUBSPACE, random_net, regression_sampler
+from simulations.checks.rules import Check, declare, identity_check, interval_check, upper_bound_check
 from simulations.maml import InnerLoop
 from simulations.models import deep_linear as deep_linear_model
 from simulations.training import evaluate, meta_train
@@ -23,20 +20,10 @@ from theory import deep_linear, shallow_maml
 from theory.task_family import LinearTaskFamily
 
 
-def random_net(dims: list[int], seed: int, k: int = 6, labels: str = "real"):
-    """Layers W_l ~ N(0, 1/h_{l-1}) (bottom first), inputs x (K, in), labels y (K,) real or ±1."""
-    rng = np.random.default_rng(seed)
-    layers = [rng.standard_normal((b, a)) / np.sqrt(a) for a, b in pairwise(dims)]
-    x = rng.standard_normal((k, dims[0]))
-    y = rng.standard_normal(k) if labels == "real" else np.sign(rng.standard_normal(k))
-    return layers, x, y
-
-
 def check_depth2_update(scale: float) -> Check:
     layers, x, y = random_net([5, 4, 1], seed=20)
     g = deep_linear.squared_loss_gradient(deep_linear.end_to_end(layers), x, y)
-    return identity_check("deep_linear.depth2_exact_update",
-                          "d=5, h=4, α=0.7: W2W1 − α(W2W2ᵀG + GW1ᵀW1) + α²GW1ᵀW2ᵀG",
+    return identity_check("d=5, h=4, α=0.7: W2W1 − α(W2W2ᵀG + GW1ᵀW1) + α²GW1ᵀW2ᵀG",
                           deep_linear.depth2_update(layers[0], layers[1], g, 0.7),
                           literal_layer_step(layers, x, y, 0.7).numpy())
 
@@ -45,7 +32,7 @@ def check_implicit_preconditioner(scale: float) -> Check:
     layers, x, y = random_net([6, 5, 3, 4, 1], seed=21)
     g = deep_linear.squared_loss_gradient(deep_linear.end_to_end(layers), x, y)
     closed = deep_linear.preconditioned_step(np.zeros_like(g), g, deep_linear.implicit_preconditioner(layers), 1.0)
-    return identity_check("deep_linear.implicit_preconditioner", "depth 4, widths 6-5-3-4-1: dW'/dα|₀ = −P vec G",
+    return identity_check("depth 4, widths 6-5-3-4-1: dW'/dα|₀ = −P vec G",
                           closed, first_order_change(layers, x, y, "squared"))
 
 
@@ -54,7 +41,7 @@ def _single_layer_check(adapt: str, label: str) -> Check:
     w = deep_linear.end_to_end(layers)
     g = deep_linear.squared_loss_gradient(w, x, y)
     closed = deep_linear.preconditioned_step(w, g, deep_linear.implicit_preconditioner(layers, adapt), 0.4)
-    return identity_check(f"deep_linear.{label}_exact_step", f"depth 3, α=0.4, only the {adapt} layer adapts",
+    return identity_check(f"depth 3, α=0.4, only the {adapt} layer adapts",
                           closed, literal_layer_step(layers, x, y, 0.4, adapt=adapt).numpy())
 
 
@@ -69,7 +56,7 @@ def check_bottom_step(scale: float) -> Check:
 def check_capacity(scale: float) -> Check:
     w = np.random.default_rng(23).standard_normal((3, 8))
     layers = deep_linear.factorize(w, [3, 5, 4])
-    return identity_check("deep_linear.same_function_class", "any 3×8 map factorised through widths 3-5-4",
+    return identity_check("any 3×8 map factorised through widths 3-5-4",
                           deep_linear.end_to_end(layers), w)
 
 
@@ -81,8 +68,7 @@ def check_deep_beats_shallow(scale: float) -> Check:
                         meta_batch=64, meta_lr=0.01, seed=16, lr_decay=True)
     est = evaluate(model, result.params, regression_sampler(family), InnerLoop(alpha),
                    int(20_000 * scale) + 500, seed=17)["post_loss"]
-    return upper_bound_check("deep_linear.adapts_faster_than_shallow",
-                             "d=20, K=5, r=2, α=α*: MAML depth-2 width-16 vs best shallow",
+    return upper_bound_check("d=20, K=5, r=2, α=α*: MAML depth-2 width-16 vs best shallow",
                              shallow_maml.best_post_adaptation_loss(family), est, "deep")
 
 
@@ -98,21 +84,21 @@ def _spd(dim: int, seed: int, base: float) -> np.ndarray:
     return base * np.eye(dim) + a @ a.T / 2
 
 
-def _depth2_loss_check(name: str, setting: str, family, net, alpha: float, n: int, seed: int) -> Check:
+def _depth2_loss_check(setting: str, family, net, alpha: float, n: int, seed: int) -> Check:
     est = estimate_depth2_post_adaptation_loss(family, *net, alpha, n, seed)
-    return interval_check(f"deep_linear.depth2_post_loss_{name}", setting,
+    return interval_check(setting,
                           deep_linear.depth2_post_adaptation_loss(family, *net, alpha), est)
 
 
 def check_depth2_loss_small_step(scale: float) -> Check:
     family = LinearTaskFamily.subspace(6, 4, 10, rank=3, seed=1)
-    return _depth2_loss_check("small_step", "Σx=I, d=6, K=4, r=3, μ=0, s²=0, h=3, α=0.1: all layers adapt",
+    return _depth2_loss_check("Σx=I, d=6, K=4, r=3, μ=0, s²=0, h=3, α=0.1: all layers adapt",
                               family, random_depth2(30, 3, 6, 1.0), 0.1, int(200_000 * scale), 40)
 
 
 def check_depth2_loss_large_step(scale: float) -> Check:
     family = LinearTaskFamily.subspace(4, 20, 10, rank=2, noise_var=0.2, mean_norm=0.5, seed=1)
-    return _depth2_loss_check("large_step", "Σx=I, d=4, K=20, r=2, ‖μ‖=0.5, s²=0.2, h=3, α=0.35: the α²(w_eᵀg)g "
+    return _depth2_loss_check("Σx=I, d=4, K=20, r=2, ‖μ‖=0.5, s²=0.2, h=3, α=0.35: the α²(w_eᵀg)g "
                               "term moves the loss from 1.334 (first order) to 0.905; K=20 keeps the per-task loss "
                               "light-tailed (skewness ≈ 5)", family, random_depth2(31, 3, 4, 1.5), 0.35,
                               int(300_000 * scale), 41)
@@ -121,11 +107,19 @@ def check_depth2_loss_large_step(scale: float) -> Check:
 def check_depth2_loss_anisotropic(scale: float) -> Check:
     family = LinearTaskFamily.from_covariances(4, 20, 10, task_cov=_spd(4, 2, 0.2), input_cov=_spd(4, 3, 0.5),
                                                task_mean=np.array([0.5, -0.3, 0.2, 0.1]), noise_var=0.3)
-    return _depth2_loss_check("anisotropic", "anisotropic Σx and Σw, d=4, K=20, μ≠0, s²=0.3, h=3, α=0.12 "
+    return _depth2_loss_check("anisotropic Σx and Σw, d=4, K=20, μ≠0, s²=0.3, h=3, α=0.12 "
                               "(first order 1.246, exact 1.195); K=20 and a moderate α keep the tails light",
                               family, random_depth2(32, 3, 4, 1.3), 0.12, int(300_000 * scale), 42)
 
 
-CHECKS = [check_depth2_update, check_implicit_preconditioner, check_anil_step, check_bottom_step, check_capacity,
-          check_depth2_loss_small_step, check_depth2_loss_large_step, check_depth2_loss_anisotropic,
-          check_deep_beats_shallow]
+CHECKS = declare("deep_linear", {
+    "depth2_exact_update": check_depth2_update,
+    "implicit_preconditioner": check_implicit_preconditioner,
+    "anil_exact_step": check_anil_step,
+    "bottom_layer_exact_step": check_bottom_step,
+    "same_function_class": check_capacity,
+    "depth2_post_loss_small_step": check_depth2_loss_small_step,
+    "depth2_post_loss_large_step": check_depth2_loss_large_step,
+    "depth2_post_loss_anisotropic": check_depth2_loss_anisotropic,
+    "adapts_faster_than_shallow": check_deep_beats_shallow,
+})

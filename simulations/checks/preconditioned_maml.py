@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from simulations.checks.rules import Check, identity_check, interval_check
-from simulations.checks.shallow_maml import general_family, regression_sampler
+from simulations.checks.fixtures import SUBSPACE, general_family, regression_sampler
+from simulations.checks.rules import Check, declare, identity_check, interval_check
 from simulations.kfo import kfo_transform
 from simulations.maml import InnerLoop, adapt, meta_loss
 from simulations.meta_gradient import shallow_meta_gradient
@@ -19,14 +19,12 @@ from simulations.twins.preconditioned_maml import estimate_preconditioned_post_a
 from theory import preconditioned_maml
 from theory.task_family import LinearTaskFamily
 
-SUBSPACE = {"dim": 20, "support": 5, "query": 10, "rank": 2}
-
 
 def check_precond_loss(scale: float) -> Check:
     family, theta = general_family()
     precond = 0.3 * np.eye(6) + 0.1 * np.random.default_rng(6).standard_normal((6, 6))
     est = estimate_preconditioned_post_adaptation_loss(family, theta, precond, 0.5, int(100_000 * scale), seed=10)
-    return interval_check("preconditioned_maml.post_loss", "d=6, K=4, random Σx, Σw, μ, θ, non-symmetric P, α=0.5",
+    return interval_check("d=6, K=4, random Σx, Σw, μ, θ, non-symmetric P, α=0.5",
                           preconditioned_maml.preconditioned_post_adaptation_loss(family, theta, precond, 0.5), est)
 
 
@@ -35,7 +33,7 @@ def check_optimal_precond_loss(scale: float) -> Check:
     est = estimate_preconditioned_post_adaptation_loss(
         family, family.task_mean, preconditioned_maml.optimal_preconditioner(family), 1.0, int(50_000 * scale),
         seed=11)
-    return interval_check("preconditioned_maml.best_post_loss", "Σx=I, d=20, K=5, r=2, θ=μ, P=P*",
+    return interval_check("Σx=I, d=20, K=5, r=2, θ=μ, P=P*",
                           preconditioned_maml.preconditioned_best_post_loss(family), est)
 
 
@@ -48,7 +46,7 @@ def check_meta_learned_precond(scale: float) -> Check:
     est = estimate_preconditioned_post_adaptation_loss(
         family, result.params[model.head_name].numpy().ravel(), result.transform.params["precond"].numpy(),
         0.1, int(50_000 * scale), seed=13)
-    return interval_check("preconditioned_maml.meta_learned", "d=20, K=5, r=2: MAML learns θ and a full P",
+    return interval_check("d=20, K=5, r=2: MAML learns θ and a full P",
                           preconditioned_maml.preconditioned_best_post_loss(family), est)
 
 
@@ -66,7 +64,7 @@ def check_kfo_psd_step(scale: float) -> Check:
     grad = ((x @ theta.ravel() - y) @ x / k).reshape(1, d)  # G = ∇θ ½ mean (θᵀx − y)², (1, d)
     precond = np.kron(right.T @ right, left.T @ left)  # P = (RᵀR) ⊗ (LᵀL), (d, d)
     step = (precond @ grad.ravel(order="F")).reshape(1, d, order="F")  # unvec(P vec G), column-major
-    return identity_check("preconditioned_maml.kfo_psd_step", "shallow d=7, K=4, α=0.3, random L 1×1, R 7×7",
+    return identity_check("shallow d=7, K=4, α=0.3, random L 1×1, R 7×7",
                           theta - alpha * step, literal)
 
 
@@ -79,8 +77,7 @@ def check_kfo_reaches_optimal_preconditioner(scale: float) -> Check:
                         meta_batch=128, meta_lr=0.01, seed=12, transform=transform, lr_decay=True)
     est = evaluate(model, result.params, regression_sampler(family), inner, int(200_000 * scale), seed=13,
                    transform=result.transform)["post_loss"]
-    return interval_check("preconditioned_maml.kfo_meta_learned",
-                          "d=20, K=5, r=2, α=0.5: MAML learns θ and PSD KFO factors L (1×1), R (20×20)",
+    return interval_check("d=20, K=5, r=2, α=0.5: MAML learns θ and PSD KFO factors L (1×1), R (20×20)",
                           preconditioned_maml.preconditioned_best_post_loss(family), est)
 
 
@@ -97,9 +94,14 @@ def check_meta_gradient(scale: float) -> Check:
     meta_loss(model, params, batch, InnerLoop(0.3), transform).backward()
     auto = np.concatenate([params[model.head_name].grad.ravel(), transform.params["precond"].grad.ravel()])
     mine = np.concatenate([closed.theta.ravel(), closed.precond.ravel()])
-    return identity_check("preconditioned_maml.meta_gradient",
-                          "d=7, K=3, 16 tasks: closed-form ∂/∂θ and ∂/∂P vs autograd", mine, auto)
+    return identity_check("d=7, K=3, 16 tasks: closed-form ∂/∂θ and ∂/∂P vs autograd", mine, auto)
 
 
-CHECKS = [check_precond_loss, check_optimal_precond_loss, check_meta_learned_precond, check_meta_gradient,
-          check_kfo_psd_step, check_kfo_reaches_optimal_preconditioner]
+CHECKS = declare("preconditioned_maml", {
+    "post_loss": check_precond_loss,
+    "best_post_loss": check_optimal_precond_loss,
+    "meta_learned": check_meta_learned_precond,
+    "meta_gradient": check_meta_gradient,
+    "kfo_psd_step": check_kfo_psd_step,
+    "kfo_meta_learned": check_kfo_reaches_optimal_preconditioner,
+})

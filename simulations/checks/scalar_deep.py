@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from simulations.checks.rules import Check, identity_check, interval_check
+from simulations.checks.rules import Check, declare, identity_check, interval_check
 from simulations.twins.scalar_deep import depth2_scalar_update_autograd, estimate_depth2_scalar_meta_objective
 from theory import scalar_deep
 
@@ -19,15 +19,18 @@ def check_update(scale: float) -> Check:
     s_hat, w_tau_sym = sp.symbols("s_hat w_tau", real=True)
     update = sp.lambdify((scalar_deep.W1, scalar_deep.W2, scalar_deep.ALPHA, s_hat, w_tau_sym),
                          scalar_deep.depth2_scalar_update_symbolic(), "math")
-    return identity_check("scalar_deep.update", "K=5, random (w₁, w₂, w_τ, α): sympy (w₁', w₂') vs autograd",
+    return identity_check("K=5, random (w₁, w₂, w_τ, α): sympy (w₁', w₂') vs autograd",
                           update(w1, w2, alpha, float(np.mean(x**2)), w_tau),
                           depth2_scalar_update_autograd(w1, w2, alpha, x, w_tau))
 
 
 def check_meta_objective(scale: float) -> Check:
     est = estimate_depth2_scalar_meta_objective(*FIGURE2_MINIMUM, n_tasks=int(200_000 * scale), seed=11)
-    return interval_check("scalar_deep.meta_objective", "d=1, K=5, μ=1, σ²=1, α=0.2 at figure 2's minimum "
+    return interval_check("d=1, K=5, μ=1, σ²=1, α=0.2 at figure 2's minimum "
                           "(w₁, w₂) = (1.83, 0.61)", scalar_deep.depth2_scalar_meta_objective(*FIGURE2_MINIMUM), est)
 
 
-CHECKS = [check_update, check_meta_objective]
+CHECKS = declare("scalar_deep", {
+    "update": check_update,
+    "meta_objective": check_meta_objective,
+})

@@ -8,11 +8,10 @@ import numpy as np
 import sympy as sp
 import torch
 
-from simulations.checks.rules import Check, interval_check, optimum_check, symbolic_check
-from simulations.checks.wishart_moments import random_spd
+from simulations.checks.fixtures import general_family, regression_sampler
+from simulations.checks.rules import Check, declare, interval_check, optimum_check, symbolic_check
 from simulations.maml import InnerLoop
 from simulations.models import shallow_linear
-from simulations.tasks import sample_regression_tasks
 from simulations.training import evaluate, meta_train
 from simulations.transforms import scalar_step
 from simulations.twins.shallow_maml import (
@@ -23,41 +22,25 @@ from simulations.twins.shallow_maml import (
 from theory import shallow_maml
 from theory.task_family import LinearTaskFamily
 
-GENERAL = {"dim": 6, "support": 4, "query": 10, "noise_var": 0.25}
-
-
-def general_family() -> tuple[LinearTaskFamily, np.ndarray]:
-    """d = 6, K = 4, s² = 0.25 with random Σx, Σw, μ, and an initialisation θ ≠ μ (fixed seed)."""
-    rng = np.random.default_rng(5)
-    sigma_x, sigma_w = random_spd(6, rng), random_spd(6, rng)
-    family = LinearTaskFamily.from_covariances(task_cov=sigma_w, input_cov=sigma_x,
-                                               task_mean=rng.standard_normal(6), **GENERAL)
-    return family, 0.5 * rng.standard_normal(6)
-
-
-def regression_sampler(family: LinearTaskFamily):
-    """(n_tasks, generator) -> TaskBatch for meta_train and evaluate."""
-    return lambda n, gen: sample_regression_tasks(family, n, gen)
-
 
 def check_update_symbolic(scale: float) -> Check:
     derived, closed = shallow_maml.one_step_update_symbolic(3, 2)
     nonzero = sum(1 for e in sp.simplify(derived - closed) if e != 0)
-    return symbolic_check("shallow_maml.one_step_update", "d=3, K=2, symbolic X, y, w, α", nonzero,
+    return symbolic_check("d=3, K=2, symbolic X, y, w, α", nonzero,
                           "sympy gradient step − closed form")
 
 
 def check_pre_loss(scale: float) -> Check:
     family, theta = general_family()
     est = estimate_pre_adaptation_loss(family, theta, int(100_000 * scale), seed=3)
-    return interval_check("shallow_maml.pre_adaptation_loss", "d=6, random Σx, Σw, μ≠0, θ≠μ, s²=0.25",
+    return interval_check("d=6, random Σx, Σw, μ≠0, θ≠μ, s²=0.25",
                           shallow_maml.pre_adaptation_loss(family, theta), est)
 
 
 def check_post_loss_general(scale: float) -> Check:
     family, theta = general_family()
     est = estimate_post_adaptation_loss(family, theta, 0.2, 1, int(100_000 * scale), seed=4)
-    return interval_check("shallow_maml.post_loss_one_step", "d=6, K=4, random Σx, Σw, μ≠0, θ≠μ, s²=0.25, α=0.2",
+    return interval_check("d=6, K=4, random Σx, Σw, μ≠0, θ≠μ, s²=0.25, α=0.2",
                           shallow_maml.post_adaptation_loss(family, theta, 0.2), est)
 
 
@@ -65,7 +48,7 @@ def check_best_post_loss(scale: float) -> Check:
     family = LinearTaskFamily.subspace(30, 5, 10, rank=3, seed=1)
     alpha = shallow_maml.optimal_step_size(family)
     est = estimate_best_post_adaptation_loss(family, alpha, 1, int(50_000 * scale), seed=5)
-    return interval_check("shallow_maml.best_post_loss", f"d=30, K=5, r=3, θ=μ, α*={alpha:.4f}",
+    return interval_check(f"d=30, K=5, r=3, θ=μ, α*={alpha:.4f}",
                           shallow_maml.best_post_adaptation_loss(family), est)
 
 
@@ -73,7 +56,7 @@ def check_post_loss_k_steps(scale: float) -> Check:
     family = LinearTaskFamily.subspace(8, 4, 10, rank=3, noise_var=0.2, mean_norm=1.0, seed=2)
     theta = family.task_mean + 0.3
     est = estimate_post_adaptation_loss(family, theta, 0.15, 3, int(100_000 * scale), seed=6)
-    return interval_check("shallow_maml.post_loss_k_steps", "Σx=I, d=8, K=4, r=3, s²=0.2, θ≠μ, α=0.15, k=3",
+    return interval_check("Σx=I, d=8, K=4, r=3, s²=0.2, θ≠μ, α=0.15, k=3",
                           shallow_maml.post_adaptation_loss(family, theta, 0.15, 3), est)
 
 
@@ -83,8 +66,7 @@ def _post_loss_many_steps(scale: float, steps: int) -> Check:
     family = LinearTaskFamily.subspace(6, 6, 10, rank=3, noise_var=0.2, mean_norm=1.0, seed=7)
     theta = family.task_mean + 0.2
     est = estimate_post_adaptation_loss(family, theta, 0.1, steps, int(100_000 * scale), seed=10 + steps)
-    return interval_check(f"shallow_maml.post_loss_{steps}_steps",
-                          f"Σx=I, d=6, K=6, r=3, s²=0.2, θ≠μ, α=0.1 (one-step α*=0.46), k={steps}",
+    return interval_check(f"Σx=I, d=6, K=6, r=3, s²=0.2, θ≠μ, α=0.1 (one-step α*=0.46), k={steps}",
                           shallow_maml.post_adaptation_loss(family, theta, 0.1, steps), est)
 
 
@@ -110,7 +92,7 @@ def check_init_converges_to_mu(scale: float) -> Check:
     family, _, model, result = _meta_trained_shallow(scale)
     theta = result.params[model.head_name].numpy().ravel()
     rel = np.linalg.norm(theta - family.task_mean) / np.linalg.norm(family.task_mean)
-    return optimum_check("shallow_maml.meta_trained_init", "d=10, K=5, ‖μ‖=2, MAML+Adam: ‖θ−μ‖/‖μ‖",
+    return optimum_check("d=10, K=5, ‖μ‖=2, MAML+Adam: ‖θ−μ‖/‖μ‖",
                          0.0, rel, rel, 0.05, "relative distance")
 
 
@@ -119,7 +101,7 @@ def check_meta_trained_loss(scale: float) -> Check:
     theta = result.params[model.head_name].numpy().ravel()
     est = evaluate(model, result.params, regression_sampler(family), InnerLoop(alpha),
                    int(50_000 * scale), seed=8)["post_loss"]
-    return interval_check("shallow_maml.meta_trained_post_loss", "the meta-trained θ above, fresh tasks",
+    return interval_check("the meta-trained θ above, fresh tasks",
                           shallow_maml.post_adaptation_loss(family, theta, alpha), est)
 
 
@@ -134,10 +116,19 @@ def check_optimal_alpha(scale: float) -> Check:
                         transform=scalar_step(), lr_decay=True)
     learned = base * float(torch.exp(result.transform.params["log_scale"]))
     theory = shallow_maml.optimal_step_size(family)
-    return optimum_check("shallow_maml.optimal_step_size", "d=20, K=5, r=4, s²=0.5, θ=μ, α meta-learned by MAML",
+    return optimum_check("d=20, K=5, r=4, s²=0.5, θ=μ, α meta-learned by MAML",
                          theory, learned, abs(learned - theory) / theory, 0.1, "relative error")
 
 
-CHECKS = [check_update_symbolic, check_pre_loss, check_post_loss_general, check_best_post_loss,
-          check_post_loss_k_steps, check_post_loss_5_steps, check_post_loss_10_steps,
-          check_init_converges_to_mu, check_meta_trained_loss, check_optimal_alpha]
+CHECKS = declare("shallow_maml", {
+    "one_step_update": check_update_symbolic,
+    "pre_adaptation_loss": check_pre_loss,
+    "post_loss_one_step": check_post_loss_general,
+    "best_post_loss": check_best_post_loss,
+    "post_loss_k_steps": check_post_loss_k_steps,
+    "post_loss_5_steps": check_post_loss_5_steps,
+    "post_loss_10_steps": check_post_loss_10_steps,
+    "meta_trained_init": check_init_converges_to_mu,
+    "meta_trained_post_loss": check_meta_trained_loss,
+    "optimal_step_size": check_optimal_alpha,
+})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulations.checks.rules import Check, interval_check
-from simulations.checks.wishart_moments import random_spd
+from simulations.checks.fixtures import random_spd
+from simulations.checks.rules import Check, declare, interval_check
 from simulations.twins.shallow_maml import estimate_post_adaptation_loss
 from simulations.twins.wishart_words import estimate_word_moment, estimate_word_trace_moment
 from theory import wishart_words
@@ -29,7 +29,7 @@ def check_word_moment(scale: float) -> Check:
     mats = [rng.standard_normal((3, 3)) for _ in range(3)]
     theory = float(np.trace(probe @ wishart_words.word_moment(sigma, mats, 5)))
     est = estimate_word_moment(sigma, mats, 5, probe, int(200_000 * scale), seed=7)
-    return interval_check("wishart_words.word_moment_m4", "d=3, K=5, random Σ, A₁, A₂, A₃, probe B: "
+    return interval_check("d=3, K=5, random Σ, A₁, A₂, A₃, probe B: "
                           "tr(B·E[ŜA₁ŜA₂ŜA₃Ŝ]) by 105 matchings", theory, est)
 
 
@@ -39,7 +39,7 @@ def check_word_trace(scale: float) -> Check:
     mats = [rng.standard_normal((5, 5)) for _ in range(3)]
     theory = wishart_words.word_trace_moment(sigma, mats, 4)
     est = estimate_word_trace_moment(sigma, mats, 4, int(200_000 * scale), seed=8)
-    return interval_check("wishart_words.word_trace_m3", "d=5, K=4, random Σ, A₁, A₂, A₃: E tr(ŜA₁ŜA₂ŜA₃)",
+    return interval_check("d=5, K=4, random Σ, A₁, A₂, A₃: E tr(ŜA₁ŜA₂ŜA₃)",
                           theory, est)
 
 
@@ -47,8 +47,7 @@ def _check_loss(steps: int, scale: float) -> Check:
     family, theta = anisotropic_family()
     theory = wishart_words.anisotropic_post_adaptation_loss(family, theta, LOSS_ALPHA, steps)
     est = estimate_post_adaptation_loss(family, theta, LOSS_ALPHA, steps, int(100_000 * scale), seed=10 + steps)
-    return interval_check(f"wishart_words.anisotropic_loss_k{steps}",
-                          f"d=6, K=8, random SPD Σx, Σw, μ≠0, θ≠μ, s²=0.25, α={LOSS_ALPHA} (well inside the stable "
+    return interval_check(f"d=6, K=8, random SPD Σx, Σw, μ≠0, θ≠μ, s²=0.25, α={LOSS_ALPHA} (well inside the stable "
                           f"range), k={steps} literal inner steps", theory, est)
 
 
@@ -60,4 +59,9 @@ def check_loss_three_steps(scale: float) -> Check:
     return _check_loss(3, scale)
 
 
-CHECKS = [check_word_moment, check_word_trace, check_loss_two_steps, check_loss_three_steps]
+CHECKS = declare("wishart_words", {
+    "word_moment_m4": check_word_moment,
+    "word_trace_m3": check_word_trace,
+    "anisotropic_loss_k2": check_loss_two_steps,
+    "anisotropic_loss_k3": check_loss_three_steps,
+})

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from simulations.checks import CHECKS, Check
+from simulations.checks import CHECKS, Declared
 
 
 @dataclass(frozen=True)
@@ -16,16 +16,16 @@ class Settings:
     scale: float = 0.3  # fraction of verify's sample sizes and iterations (quick profile)
 
 
-def _check(check: Callable[[float], Check], scale: float) -> dict:
+def _check(check: Declared, scale: float) -> dict:
     """Unit: one verify check at ``scale``, as its record."""
     return check(scale).as_dict()
 
 
 def units(config: Settings, seed: int = 0) -> dict[str, Callable[[], dict]]:
-    """One unit per verify check, keyed by its function's module and name (``seed`` is unused: the checks
+    """One unit per verify check, keyed by its name ``<stem>.<quantity>`` (``seed`` is unused: the checks
     use their own fixed seeds). Checks that share a cached meta-training recompute it when they run in
     different processes; the seeds make both computations the same."""
-    return {f"{check.__module__}.{check.__name__}": partial(_check, check, config.scale) for check in CHECKS}
+    return {check.name: partial(_check, check, config.scale) for check in CHECKS}
 
 
 def assemble(config: Settings, seed: int, done: dict[str, dict]) -> dict:
