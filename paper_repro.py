@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -48,7 +49,7 @@ COMMANDS = {
                        "does a run reproduce the committed figures? column by column, under each figure's rules",
                        prints_json=True),
     "verify": Command("simulations.experiments.verify", "VerifyConfig",
-                      "hold every theory result against simulation"),
+                      "hold every theory result against simulation", prints_json=True),
     "explore": Command("simulations.experiments.explore", "ExploreConfig", "the failure mode for one setting",
                        prints_json=True),
     "bench": Command("simulations.experiments.benchmark", "BenchConfig",
@@ -90,7 +91,7 @@ def _top_parser() -> Parser:
     return parser
 
 
-def _config_classes(command: str) -> list[type]:
+def config_classes(command: str) -> list[type]:
     spec = COMMANDS[command]
     return [getattr(importlib.import_module(spec.module), spec.config), *([Output] if spec.prints_json else [])]
 
@@ -100,7 +101,7 @@ def _split(argv: list[str]) -> tuple[str, list[str]]:
     if argv and argv[0] in COMMANDS:
         return argv[0], argv[1:]
     if not argv or (argv[0] not in ("-h", "--help") and argv[0].startswith("-")):
-        with_value = takes_value(*_config_classes("figures"))  # so `--out verify` is a folder named verify
+        with_value = takes_value(*config_classes("figures"))  # so `--out verify` is a folder named verify
         i = 0
         while i < len(argv):
             if argv[i] in COMMANDS:
@@ -113,25 +114,42 @@ def _split(argv: list[str]) -> tuple[str, list[str]]:
     raise AssertionError("unreachable")
 
 
-def _option_error(err: ParameterError, command: str) -> UsageError:
+def option_error(err: ParameterError, *configs) -> UsageError:
     """The library's parameter name -> the option that set it (the configs' field names are those names)."""
-    flag = flags(*_config_classes(command)).get(err.parameter, err.parameter)
+    flag = flags(*configs).get(err.parameter, err.parameter)
     return UsageError(f"argument {flag}: {err.value!r} is out of range: {err.valid}")
+
+
+def build_configs(classes: list[type], argv: list[str], prog: str, description: str) -> list:
+    """One config per class in ``classes``, from ``argv`` (every field an option); UsageError on bad input. The
+    command line's parsing and error mapping, also for scripts/ (one line naming the option, exit status 2)."""
+    parser = Parser(prog=prog, description=description)
+    for config in classes:
+        add_options(parser, config)
+    args = parser.parse_args(argv)
+    try:
+        return [config_from_args(config, args) for config in classes]
+    except ParameterError as err:
+        raise option_error(err, *classes) from None
 
 
 def parse(argv: list[str]) -> tuple[str, object, Output]:
     """(subcommand, its config, how to print) from the command line; UsageError on bad input."""
     command, rest = _split(list(argv))
-    classes = _config_classes(command)
-    parser = Parser(prog=f"paper_repro.py {command}", description=COMMANDS[command].help)
-    for config in classes:
-        add_options(parser, config)
-    args = parser.parse_args(rest)
-    try:
-        built = [config_from_args(config, args) for config in classes]
-    except ParameterError as err:
-        raise _option_error(err, command) from None
+    built = build_configs(config_classes(command), rest, f"paper_repro.py {command}", COMMANDS[command].help)
     return command, built[0], built[1] if len(built) > 1 else Output()
+
+
+def strict_json(value):
+    """``value`` with every non-finite float replaced: ±inf -> "inf"/"-inf", NaN -> None (strict JSON: jq and
+    JavaScript's JSON.parse reject Infinity and NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = module.run(config, progress=not output.json)
         except ParameterError as err:
-            raise _option_error(err, command) from None
+            raise option_error(err, *config_classes(command)) from None
         if report is None:  # nothing to print: a torchrun process other than rank 0 (vision)
             return 0
         if output.json:
-            text = json.dumps(module.json_report(report) if hasattr(module, "json_report") else report, indent=2)
+            text = json.dumps(strict_json(module.json_report(report) if hasattr(module, "json_report") else report),
+                              indent=2, allow_nan=False)
         else:
             text = module.format_report(report)
         if text:

@@ -33,7 +33,10 @@ COMMITTED = "figures/generated"  # the reference, relative to the repository
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """A run's output folder held against the reference figures."""
+    """Hold every figure CSV in RUN_DIR against figures/generated as committed (git's HEAD), or against
+    `--against DIR` as it is on disk, column by column under each figure's rules; prints figure, column, cells,
+    largest deviation, share of what the rule allows, rule and verdict; exit status 0 when all hold, 1 when any
+    fails, 2 when RUN_DIR is not a run's output (see "Reproducing the numbers")."""
 
     run_dir: str = option("", "folder of a run's figure CSVs (what `paper_repro.py [--out DIR]` wrote)",
                           positional=True, metavar="RUN_DIR")

@@ -182,7 +182,12 @@ def run_figure(number: int, out: str = "figures/generated", full: bool = False, 
 
 @dataclass(frozen=True)
 class FiguresConfig(Threads):
-    """Which figures to make, from which profile, and where they go."""
+    """Regenerate the figures (quick profile by default, `--full` for paper-grade seeds and iterations); with no
+    subcommand, `figures` is meant. The figures' units run on a Dask LocalCluster of `--workers` processes
+    (default: the number of cores; 1: in this process) or on an existing cluster (`--scheduler`); see "Every
+    core, or a cluster". Each figure writes `figN_name.{png,pdf,csv,json}` (the JSON holds config, seed,
+    provenance — library versions, the lock digest, the CPU kernels, the code digest — and all results;
+    `--replot` redraws from it; the same code, lock and machine write the same bytes in all four)."""
 
     full: bool = option(False, "paper-grade seeds and iterations (slow; figure 7's full profile wants a GPU)")
     only: tuple[int, ...] | None = option(None, "figure numbers to make, e.g. 1,4 (all when not given)",

@@ -117,16 +117,10 @@ def submit(config: PaperRunsConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     import paper_repro
-    from theory.ground.options import add_options, config_from_args, flags
 
-    parser = paper_repro.Parser(prog="paper_runs.py", description=__doc__.split("\n")[0])
-    add_options(parser, PaperRunsConfig)
     try:
-        try:
-            config = config_from_args(PaperRunsConfig, parser.parse_args(argv))
-        except ParameterError as err:
-            flag = flags(PaperRunsConfig).get(err.parameter, err.parameter)
-            raise paper_repro.UsageError(f"argument {flag}: {err.value!r} is out of range: {err.valid}") from None
+        (config,) = paper_repro.build_configs([PaperRunsConfig], sys.argv[1:] if argv is None else argv,
+                                              "paper_runs.py", __doc__.split("\n")[0])
     except paper_repro.UsageError as err:
         print(f"paper_runs.py: error: {err}", file=sys.stderr)
         return 2

@@ -83,7 +83,7 @@ def _non_default(field: dataclasses.Field, hint) -> tuple[list[str], object]:
 
 
 OPTIONS = [(command, config, field.name) for command in paper_repro.COMMANDS
-           for config in paper_repro._config_classes(command) for field in dataclasses.fields(config)]
+           for config in paper_repro.config_classes(command) for field in dataclasses.fields(config)]
 
 
 @pytest.mark.parametrize(("command", "config", "name"), OPTIONS,
@@ -95,7 +95,7 @@ def test_every_option_reaches_the_config(command, config, name):
     field = next(f for f in dataclasses.fields(config) if f.name == name)
     args, expected = _non_default(field, typing.get_type_hints(config)[name])
     assert expected != field.default
-    positional = [f for k in paper_repro._config_classes(command) for f in dataclasses.fields(k)
+    positional = [f for k in paper_repro.config_classes(command) for f in dataclasses.fields(k)
                   if f.metadata.get("positional")]
     given = args if field in positional else [flag_of(field), *args]  # a positional argument has no flag
     required = [str(f.default) for f in positional if f is not field]  # the others, at their (dataclass) default
@@ -119,7 +119,7 @@ MISPLACED = [  # options before the subcommand name were silently ignored once
     (["--seed", "5", "explore"], "--seed", "paper_repro.py explore --seed 5"),
     (["--threads", "3", "bench"], "--threads", "paper_repro.py bench --threads 3"),
     (["--seed", "7", "vision"], "--seed", "paper_repro.py vision --seed 7"),
-    (["--out", "X", "formulas"], "--out", "paper_repro.py formulas --out X"),
+    (["--out", "X", "formulas"], "--out", "paper_repro.py formulas --out X"),  # figures' folder, given too early
     (["--only", "1", "explore"], "--only", "paper_repro.py explore --only 1"),
     (["--full", "verify", "--scale", "0.3"], "--full", "paper_repro.py verify --full"),
     (["--json", "explore"], "--json", "paper_repro.py explore --json"),
@@ -145,7 +145,7 @@ def test_threads_are_applied():
 
 def test_formulas_out_writes_the_file(tmp_path, capsys):
     path = tmp_path / "formulas.md"
-    assert paper_repro.main(["formulas", "--out", str(path)]) == 0
+    assert paper_repro.main(["formulas", "--output", str(path)]) == 0
     assert capsys.readouterr().out == ""
     assert path.read_text().startswith("**") and "$$" in path.read_text()
 
@@ -394,9 +394,10 @@ def test_tiny_explore_is_deterministic(tiny_explore):
 # -- verify: the JSON table and the exit status ---------------------------------------------------
 def test_verify_json_and_exit_status(tmp_path):
     path = tmp_path / "verify.json"
-    proc = _script("verify", "--json", str(path), "--scale", "0.3", timeout=300)
+    proc = _script("verify", "--output", str(path), "--scale", "0.3", "--json", timeout=300)
     assert "Traceback" not in proc.stderr, proc.stderr
     table = json.loads(path.read_text())
+    assert json.loads(proc.stdout) == table  # --json: the same table on stdout, nothing else
     assert isinstance(table, list) and table
     for row in table:
         assert {"name", "theory", "simulation", "passed"} <= set(row), row
@@ -404,7 +405,6 @@ def test_verify_json_and_exit_status(tmp_path):
     failed = [row["name"] for row in table if not row["passed"]]
     assert proc.returncode == (1 if failed else 0), (proc.returncode, failed)
     assert not failed, f"at --scale 0.3 every closed form should meet its simulation twin: {failed}"
-    assert f"{len(table) - len(failed)} passed, {len(failed)} failed" in proc.stdout
     # float64/sympy identities do not depend on the sample size: they pass at any scale
     assert all(row["passed"] for row in table if row["kind"] == "identity"), failed
 
@@ -430,3 +430,19 @@ def test_bench_json_prints_one_object_and_nothing_else():
     config = report["config"]
     assert (config["meta_batch"], config["threads"], config["iterations"]) == (2, 1, 1)
     assert config["at_goal_settings"] is False
+
+
+def test_json_output_is_strict(capsys):
+    """`explore --support inf --theory-only --json` once printed `"support": Infinity`, which strict parsers reject."""
+    assert paper_repro.main(["explore", "--support", "inf", "--theory-only", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert report["config"]["support"] == "inf"
+    assert paper_repro.strict_json({"a": [math.inf, -math.inf, math.nan, 1.5]}) == {"a": ["inf", "-inf", None, 1.5]}
+
+
+def test_verify_text_table_ends_with_the_counts():
+    from simulations.checks import Check, format_checks
+
+    checks = [Check("a.x", "s", 1.0, 1.0, "rule", True, "identity", 0.0),
+              Check("a.y", "s", 1.0, 2.0, "rule", False, "interval", 3.0)]
+    assert format_checks(checks).splitlines()[-1] == "1 passed, 1 failed"

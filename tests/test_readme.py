@@ -1,17 +1,33 @@
-"""The README's generated formulas are current, and CI runs the README's test command verbatim."""
+"""The README's generated blocks (formulas, command table) are current, and CI runs the README's commands
+verbatim."""
+import importlib.util
 import re
 from pathlib import Path
 
 from theory.latex import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("readme_script", ROOT / "scripts" / "readme.py")
+readme_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readme_script)
+
+
+def _block(name: str) -> str:
+    block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", (ROOT / "README.md").read_text(), re.S)
+    assert block is not None, f"README lost its {name} markers"
+    return block.group(1)
 
 
 def test_readme_formulas_are_the_generated_ones():
-    text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- formulas:begin -->\n(.*?)<!-- formulas:end -->", text, re.S)
-    assert block is not None, "README lost its formulas markers"
-    assert block.group(1) == markdown(), "README formulas are stale: run `python -m figures.readme`"
+    assert _block("formulas") == markdown(), "README formulas are stale: run `python scripts/readme.py`"
+
+
+def test_readme_command_table_is_derived_from_the_configs():
+    """Every subcommand, every option of its config dataclasses, the config's docstring: generated, never typed."""
+    table = _block("commands")
+    assert table == readme_script.command_table(), "README command table is stale: run `python scripts/readme.py`"
+    assert "`python paper_repro.py compare RUN_DIR [--against AGAINST] [--json]`" in table
+    assert "[--task regression\\|classification]" in table and "[--group prob=P" in table
 
 
 def test_ci_runs_the_readme_commands():

@@ -239,7 +239,11 @@ KFO_FORMS = ("linear", "psd", "nonlinear")
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """``paper_repro.py bench``: the goal settings of GOAL_SETTINGS, with the repetitions to time."""
+    """Meta-training throughput of batched functional MAML, the linear-chain low-rank and closed-form paths
+    against a per-task clone-and-`autograd.grad` loop (same meta-gradient checked), the closed-form shallow
+    meta-gradient, and the time and peak-memory cost of a MAML+KFO meta-step relative to plain MAML (bench's own
+    `--threads` default is 2, the goal setting); `--json` prints one JSON object and nothing else (see
+    "Performance")."""
 
     iterations: int = option(20, "timed meta-steps per path (the vision benchmark times half, at least 3)")
     threads: int = option(2, "torch CPU threads: 2, the goal setting the batched/loop ratio is judged at")

@@ -46,7 +46,20 @@ def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
 
 @dataclass(frozen=True)
 class ExploreConfig(Threads):
-    """One setting of the linear-regression failure mode; defaults show it in under a minute."""
+    """The failure mode for one setting: theory at θ* = μ next to meta-trained models (mean ± 95% CI on fresh
+    tasks). `--models` takes any of `shallow, deep, linnet, kfo, deep-kfo, linnet-kfo, deep-linnet` (default
+    `shallow,deep,linnet,kfo`; `kfo` is the shallow model with KFO, `deep-kfo` KFO on the deep model). `--alpha`
+    defaults to the shallow optimum α* (regression) or 0.5 (classification, where no closed form exists and
+    theory values are null). The family: a random rank-r subspace with variance `--task-var` V per direction (Σw
+    = V·UUᵀ), or Σw = diag(a) from `--task-spectrum` (exactly d values ≥ 0; not with `--rank`/`--task-var`); Σx
+    = diag(b) from `--input-spectrum` (d values > 0; default I); ‖μ‖ = `--mean-norm` (random direction from the
+    seed); `--support inf` (with `--theory-only`) is the K → ∞ limit; the simulation samples the same family.
+    `--json` prints `{"config": {…}, "theory": {"alpha", "pre_adaptation_loss", "shallow_post_loss",
+    "shallow_optimal_alpha", "shallow_best_post_loss", "preconditioned_best_post_loss", "anil_best_post_loss",
+    "depth2_best_post_loss", "bayes_optimal_loss", "bayes_optimal_loss_ci95", "bayes_optimal_loss_method",
+    "notes": {key: why it is null, or how the Bayes floor was obtained}}, "simulation": {"<model>": {"pre_loss",
+    "post_loss", "*_ci95", …, and "post_accuracy" for classification}}}`; a quantity without a closed form is
+    null with its reason in `notes`."""
 
     dim: int = option(PAPER.dim, "input dimension d: the shallow model's failure grows with d/K")
     support: int | float = option(PAPER.support, "support points K per task: few shots, so d ≫ K; 'inf' (with "

@@ -52,7 +52,9 @@ def parse_group(text: str) -> TaskGroup:
 
 @dataclass(frozen=True)
 class FixedPointsConfig(Threads):
-    """Task groups and the inner loop whose four fixed points are compared; defaults are the issue's example."""
+    """The fixed points of MAML, FO-MAML, Reptile and ERM on task groups of different hardness, closed form,
+    with MAML's post-adaptation loss there and whether each is attracting; `--simulate` also meta-trains each
+    algorithm on sampled tasks (mean ± 95% interval over runs)."""
 
     groups: tuple[TaskGroup, ...] = option(DEFAULT_GROUPS, "one task group (Σx = A·I, μ = M·1, Σw = V·I, V default 0; "
                                                            "probabilities sum to 1); default: p=½, A=1, M=+1 and "

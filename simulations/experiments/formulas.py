@@ -9,16 +9,18 @@ from theory.ground.options import option
 
 @dataclass(frozen=True)
 class FormulasConfig:
-    out: str | None = option(None, "write the Markdown to this file instead of the terminal")
+    """Every derived formula as LaTeX (Markdown), to the terminal or, with `--output FILE`, to a file."""
+
+    output: str | None = option(None, "write the Markdown to this file instead of the terminal")
 
 
 def run(config: FormulasConfig, progress: bool = False) -> str:
-    """The Markdown, written to ``config.out`` if given; returns what the terminal should show."""
+    """The Markdown, written to ``config.output`` if given; returns what the terminal should show."""
     from theory.latex import markdown
 
     text = markdown()
-    if config.out:
-        atomic_write_text(config.out, text)
+    if config.output:
+        atomic_write_text(config.output, text)
         return ""
     return text
 

@@ -52,7 +52,8 @@ RESUME_MAY_DIFFER = ("threads", "data_root", "device", "iterations", "eval_tasks
 
 @dataclass(frozen=True)
 class VisionConfig(Threads):
-    """A few-shot vision run; defaults are learn2learn's MAML examples except where noted."""
+    """Meta-train and test one few-shot vision configuration; reports test accuracy ± 95% interval over test
+    episodes (600 by default) and the classes per split (`--json`: `test_accuracy`, `ci95`, `classes`, …)."""
 
     dataset: str = option("digits", "dataset: digits is bundled (the quick path); omniglot, cifarfs and "
                                     "mini-imagenet are read from --data-root", choices=DATASETS)
