@@ -12,7 +12,7 @@ simulations.training.meta_train_runs, the numbers of simulations.training.meta_t
 
 Theory. Levels: the pre-adaptation loss at θ = μ, the shallow model's best one-step loss and the
 optimal-preconditioner loss. Per width: ANIL's best width-h loss (theory.anil_width, closed form at
-μ = 0) and the depth-2 full-MAML best (theory.deep_linear.depth2_best_post_loss, exact loss, minimised
+μ = 0) and the depth-2 full-MAML best (theory.depth2_maml.depth2_best_post_loss, exact loss, minimised
 numerically by L-BFGS from ANIL's optimum and seeded random starts: an upper bound on the minimum). Per
 run, at its trained weights: the exact loss (depth 1: theory.shallow_maml; depth 2: the exact depth-2
 loss; ANIL: theory.anil_width), so every trained point can be held against its closed form; and at

@@ -16,13 +16,10 @@ Layers are listed bottom first: ``layers[0]`` is W_1 of shape (h_1, in).
 """
 from __future__ import annotations
 
-import functools
-import math
-
 import numpy as np
 import sympy as sp
 
-from theory.ground.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int
 from theory.task_family import LinearTaskFamily
 
 ADAPT_CHOICES = ("all", "head", "bottom")
@@ -35,14 +32,14 @@ def end_to_end(layers) -> np.ndarray:
     ``layers`` is a non-empty sequence of 2-D arrays, bottom first, whose shapes chain:
     layers[l] has as many columns as layers[l-1] has rows.
     """
-    mats = _check_layers(layers)
+    mats = check_layers(layers)
     w = mats[0]  # (h_1, in)
     for layer in mats[1:]:
         w = layer @ w  # (h_l, in)
     return w
 
 
-def _check_layers(layers) -> list[np.ndarray]:
+def check_layers(layers) -> list[np.ndarray]:
     """The layers as float64 matrices, after checking that there is one and that shapes chain."""
     if isinstance(layers, np.ndarray) or len(layers) < 1:
         raise ParameterError("layers", layers, "a non-empty list of 2-D arrays (depth >= 1), bottom first")
@@ -79,7 +76,7 @@ def layer_gradients(layers, g) -> list[np.ndarray]:
 
     Chain rule through W = A_l W_l B_l: any loss of the end-to-end map has this layer gradient.
     """
-    mats = _check_layers(layers)
+    mats = check_layers(layers)
     g = _check_matrix("g", g, (mats[-1].shape[0], mats[0].shape[1]))  # (out, in)
     above, below = _outer_products(mats)
     return [a.T @ g @ b.T for a, b in zip(above, below)]  # (h_l, h_{l-1}) each
@@ -159,7 +156,7 @@ def depth2_update_by_order() -> dict[int, sp.MatrixExpr]:
 
 def depth2_update(w1, w2, g, alpha: float) -> np.ndarray:
     """Exact end-to-end map after one step on both layers, W' = (W2 − αGW1ᵀ)(W1 − αW2ᵀG), (out, in)."""
-    w1, w2 = _check_layers([w1, w2])
+    w1, w2 = check_layers([w1, w2])
     g = _check_matrix("g", g, (w2.shape[0], w1.shape[1]))  # (out, in)
     return (w2 - alpha * g @ w1.T) @ (w1 - alpha * w2.T @ g)
 
@@ -185,7 +182,7 @@ def preconditioner_factors(layers, adapt: str = "all") -> list[tuple[np.ndarray,
     ``adapt`` = "all" sums l = 1..L; "head" keeps l = L (only W_L adapts, as in ANIL); "bottom"
     keeps l = 1 (only W_1 adapts). Each pair is ((in, in), (out, out)).
     """
-    mats = _check_layers(layers)
+    mats = check_layers(layers)
     adapt = _check_adapt(adapt)
     above, below = _outer_products(mats)
     pairs = [(b.T @ b, a @ a.T) for a, b in zip(above, below)]  # ((in, in), (out, out))
@@ -276,38 +273,7 @@ def _check_widths(widths) -> list[int]:
     return [require_int(f"widths[{i}]", h, 1) for i, h in enumerate(widths)]
 
 
-# -- full depth-2 MAML, scalar output: the exact expected loss -----------------------------------
-# Derived here. Network f(x) = w2 W1 x, W1 (h, d), w2 (1, h); every layer takes one step of size α.
-# With a = w_e = W1ᵀw2ᵀ, e = a − w_τ ~ N(m, Σw), m = a − μ, and the support gradient
-# g = Ŝe − Xᵀε/K, the exact update (depth2_update with G = gᵀ) is
-#     r = w_e' − w_τ = e − αPg + α²(aᵀg)g,   P = W1ᵀW1 + ‖w2‖² I,
-# so L(α) = ½E[rᵀΣx r] + ½s² = ½E[F0 + αF1 + α²F2 + α³F3 + α⁴F4] + ½s² with
-#     F0 = eᵀΣx e, F1 = −2eᵀΣxPg, F2 = 2(aᵀg)(eᵀΣx g) + gᵀPΣxPg, F3 = −2(aᵀg)(gᵀPΣx g), F4 = (aᵀg)² gᵀΣx g.
-# Step 1, given e: g = (1/K) Σ_i z_i with z_i = x_i ρ_i, ρ_i = x_iᵀe − ε_i, iid; (x, ρ) is a centred
-# Gaussian pair with Cov(x) = Σx, Cov(x, ρ) = b = Σx e, Var ρ = q = eᵀΣx e + s². Isserlis on the n
-# x-slots and n ρ-slots of E[ρⁿ Π_j c_jᵀx] gives Σ_M n!/(n−t)! (n−t−1)!! q^|M| Π_{(i,j)∈M} c_iᵀΣx c_j
-# Π_{k∉M} c_kᵀb over partial matchings M of the x-slots (t = n − 2|M| x-slots pair with ρ-slots), and
-# E[Π_{j≤n} c_jᵀg | e] = Σ_π K(K−1)⋯(K−|π|+1)/Kⁿ Π_{B∈π} E[Π_{j∈B} c_jᵀz] over set partitions π of the
-# n factors (the samples equal within a block, distinct across blocks). Quadratic forms are
-# gᵀBg = Σ_k (B_{k·}g)(g_k). So E[F_j | e] is a polynomial of degree ≤ 4 in e.
-# Step 2: E over e = m + Fz, z ~ N(0, I_r), by Stroud's degree-5 Gaussian cubature (2r² + 1 points):
-# exact for polynomials of degree ≤ 5. Nothing is approximated; K = ∞ keeps the all-distinct π only.
-def depth2_loss_polynomial(family: LinearTaskFamily, w1, w2) -> np.ndarray:
-    """Coefficients c_0..c_4 (lowest first) of the exact depth-2 MAML loss L(α) = Σ_j c_j α^j (section doc)."""
-    inputs = _depth2_inputs(family, w1, w2)
-    return np.array(_loss_coefficients(*inputs, family.noise_var, family.support))
-
-
-def depth2_post_adaptation_loss(family: LinearTaskFamily, w1, w2, alpha: float) -> float:
-    """Expected query loss per example after one step of size α on both layers of f(x) = w2 W1 x, exact.
-
-    L = ½E[(w_e' − w_τ)ᵀΣx(w_e' − w_τ)] + ½s², w_e' = w_e − α(W1ᵀW1 + ‖w2‖²I)g + α²(w_eᵀg)g, over
-    w_τ ~ N(μ, Σw), the support set and its noise; any Σx, μ, Σw, s² ≥ 0, K finite or ∞ (section doc).
-    """
-    alpha = require_real("alpha", alpha)
-    return float(np.polynomial.polynomial.polyval(alpha, depth2_loss_polynomial(family, w1, w2)))
-
-
+# -- the first-order surrogate, any depth -------------------------------------------------------
 def first_order_surrogate_loss(family: LinearTaskFamily, layers, alpha: float) -> float:
     """Approximate MAML loss of a scalar-output deep linear net of any depth: exact only to O(α²).
 
@@ -317,185 +283,8 @@ def first_order_surrogate_loss(family: LinearTaskFamily, layers, alpha: float) -
     """
     from theory.preconditioned_maml import preconditioned_post_adaptation_loss
 
-    mats = _check_layers(layers)
+    mats = check_layers(layers)
     if mats[-1].shape[0] != 1 or mats[0].shape[1] != family.dim:
         raise ParameterError("layers", [m.shape for m in mats], f"a chain from in = {family.dim} to out = 1")
     theta = end_to_end(mats)[0]  # (d,)
     return preconditioned_post_adaptation_loss(family, theta, implicit_preconditioner(mats), alpha)
-
-
-def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, restarts: int = 6,
-                          seed: int = 0, starts=()) -> tuple[float, np.ndarray, np.ndarray, str]:
-    """min over (W1, w2) of the exact depth-2 loss at hidden width h: (value, W1, w2, method), numerical.
-
-    L-BFGS on all h(d + 1) weights from ``restarts`` seeded random starts (scales 0.3 to 1.5 of
-    N(0, 1/d), N(0, 1/h)) and from the given ``starts`` ((W1, w2) pairs, e.g. ANIL's optimum with
-    w2 = v₀), gradients by torch autograd through the same formula; the best run is kept.
-    A local search: the value is an upper bound on the true minimum, reached in practice when restarts agree.
-    """
-    import torch
-    from scipy.optimize import minimize
-
-    width = require_int("width", width, 1)
-    alpha, restarts = require_real("alpha", alpha), require_int("restarts", restarts, 0 if starts else 1)
-    d = family.dim
-    fixed = [torch.tensor(np.array(v)) for v in _family_arrays(family)]
-
-    def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        params = torch.tensor(flat, dtype=torch.float64, requires_grad=True)
-        w1, w2 = params[: width * d].reshape(width, d), params[width * d:].reshape(1, width)
-        coef = _loss_coefficients(*_depth2_parts(w1, w2, *fixed), family.noise_var, family.support)
-        loss = sum(c * alpha**j for j, c in enumerate(coef))
-        (grad,) = torch.autograd.grad(loss, params)
-        return loss.item(), grad.numpy()
-
-    rng = np.random.default_rng(seed)
-    initial = [np.concatenate([np.asarray(w1, float).reshape(width * d), np.asarray(w2, float).reshape(width)])
-               for w1, w2 in starts]
-    for scale in np.linspace(0.3, 1.5, restarts):
-        initial.append(scale * np.concatenate([rng.standard_normal(width * d) / np.sqrt(d),
-                                               rng.standard_normal(width) / np.sqrt(width)]))
-    best = None
-    for start in initial:
-        res = minimize(value_and_grad, start, jac=True, method="L-BFGS-B",
-                       options={"maxiter": 5000, "gtol": 1e-10, "ftol": 1e-15})
-        if best is None or res.fun < best.fun:
-            best = res
-    w1, w2 = best.x[: width * d].reshape(width, d), best.x[width * d:].reshape(1, width)
-    value = depth2_post_adaptation_loss(family, w1, w2, alpha)
-    given = f" and {len(starts)} given start(s)" if starts else ""
-    return value, w1, w2, f"numerical: L-BFGS from {restarts} seeded random starts (seed {seed}){given}"
-
-
-def gaussian_cubature(rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stroud's degree-5 rule for N(0, I_r): points (2r² + 1, r) and weights, exact for polynomials of degree ≤ 5.
-
-    0 with weight 2/(r+2); ±√(r+2) e_i with (4−r)/(2(r+2)²); ±√((r+2)/2)(e_i ± e_j), i < j, with 1/(r+2)².
-    """
-    r = require_int("rank", rank, 1)
-    eye = np.eye(r)
-    axis = np.sqrt(r + 2.0) * np.concatenate([eye, -eye])  # (2r, r)
-    pairs = [sign_i * eye[i] + sign_j * eye[j] for i in range(r) for j in range(i + 1, r)
-             for sign_i in (1, -1) for sign_j in (1, -1)]
-    diag = np.sqrt((r + 2.0) / 2) * np.array(pairs).reshape(-1, r)  # (2r(r−1), r)
-    points = np.concatenate([np.zeros((1, r)), axis, diag])
-    weights = np.concatenate([[2.0 / (r + 2)], np.full(2 * r, (4.0 - r) / (2 * (r + 2) ** 2)),
-                              np.full(len(diag), 1.0 / (r + 2) ** 2)])
-    return points, weights
-
-
-def _family_arrays(family: LinearTaskFamily) -> tuple[np.ndarray, ...]:
-    """(Σx, μ, the cubature's task offsets F z_p (N, d), its weights (N,), I_d)."""
-    points, weights = gaussian_cubature(family.rank)
-    return family.input_cov, family.task_mean, points @ family.task_factor.T, weights, np.eye(family.dim)
-
-
-def _depth2_inputs(family: LinearTaskFamily, w1, w2) -> tuple:
-    w2 = np.asarray(w2, dtype=float)
-    w1, w2 = _check_layers([w1, w2.reshape(1, -1) if w2.ndim == 1 else w2])
-    if w2.shape[0] != 1:
-        raise ParameterError("w2", w2.shape, "a (1, h) row: scalar output")
-    if w1.shape[1] != family.dim:
-        raise ParameterError("w1", w1.shape, f"an (h, {family.dim}) matrix: in = d")
-    return _depth2_parts(w1, w2, *_family_arrays(family))
-
-
-def _depth2_parts(w1, w2, sx, mu, offsets, weights, eye) -> tuple:
-    """(Σx, P, a, e at the cubature points (N, d), weights, I) for numpy arrays or torch tensors alike."""
-    a = (w2 @ w1)[0]  # (d,) end-to-end w_e
-    p = w1.T @ w1 + (w2 * w2).sum() * eye  # (d, d)
-    return sx, p, a, a - mu + offsets, weights, eye
-
-
-def _loss_coefficients(sx, p, a, e, weights, eye, s2: float, k) -> list:
-    """c_j = ½ Σ_p w_p E[F_j | e_p] (+ ½s² in c_0), the expectations of the section doc."""
-    b = e @ sx  # (N, d), b = Σx e
-    q = (e * b).sum(-1) + s2  # (N,)
-    b3, q3 = b[:, None, :], q[:, None]  # (N, 1, d), (N, 1): the quadratic forms sum over rows k
-    psp, ps = p @ sx @ p, p @ sx  # (d, d)
-
-    def moment(*cs):  # E[Π c_jᵀg | e], summed over the row index k of quadratic forms; (N,)
-        return _g_moment(cs, b3, q3, sx, k).sum(-1)
-
-    f = [(e * b).sum(-1), -2 * ((b @ p) * b).sum(-1),
-         2 * moment(a, b3) + moment(psp, eye), -2 * moment(a, ps, eye), moment(a, a, sx, eye)]
-    coef = [0.5 * (weights * fj).sum() for fj in f]
-    coef[0] = coef[0] + 0.5 * s2
-    return coef
-
-
-def _g_moment(cs, b, q, sx, k):
-    """E[Π_j c_jᵀg | e] for up to 4 functionals c_j (broadcasting), g the support gradient given e."""
-    beta = [(c * b).sum(-1) for c in cs]
-    sig = {(i, j): ((cs[i] @ sx) * cs[j]).sum(-1) for i in range(len(cs)) for j in range(i + 1, len(cs))}
-    total = 0.0
-    for blocks in _set_partitions(tuple(range(len(cs)))):
-        weight = _sample_weight(k, len(blocks), len(cs))
-        if weight:
-            term = weight
-            for block in blocks:
-                term = term * _block_moment(block, beta, sig, q)
-            total = total + term
-    return total
-
-
-def _block_moment(block: tuple, beta: list, sig: dict, q):
-    """E[ρⁿ Π_{j∈block} c_jᵀx] for one sample (section doc), n = len(block)."""
-    total = 0.0
-    for count, pairs, singles in _block_terms(block):
-        term = count * q ** len(pairs) if pairs else count
-        for pair in pairs:
-            term = term * sig[pair]
-        for j in singles:
-            term = term * beta[j]
-        total = total + term
-    return total
-
-
-@functools.cache
-def _block_terms(block: tuple) -> tuple:
-    """_block_moment's terms, one per partial matching of the block: (integer factor, pairs, unpaired indices)."""
-    n, terms = len(block), []
-    for pairs in _partial_matchings(block):
-        t = n - 2 * len(pairs)
-        paired = {i for pair in pairs for i in pair}
-        terms.append((math.factorial(n) // math.factorial(n - t) * _double_factorial(n - t - 1), tuple(pairs),
-                      tuple(j for j in block if j not in paired)))
-    return tuple(terms)
-
-
-def _sample_weight(k, blocks: int, n: int) -> float:
-    """K(K−1)⋯(K−blocks+1)/Kⁿ: the share of sample assignments with ``blocks`` distinct samples; K = ∞ too."""
-    if math.isinf(k):
-        return 1.0 if blocks == n else 0.0
-    return math.prod(k - i for i in range(blocks)) / k**n
-
-
-@functools.cache
-def _set_partitions(items: tuple) -> tuple:
-    """Every partition of ``items`` into blocks (tuples), as a tuple of lists of blocks."""
-    if not items:
-        return ([],)
-    first, rest, out = items[0], items[1:], []
-    for part in _set_partitions(rest):
-        out.append([(first,), *part])
-        for i in range(len(part)):
-            out.append([*part[:i], (first, *part[i]), *part[i + 1:]])
-    return tuple(out)
-
-
-@functools.cache
-def _partial_matchings(items: tuple) -> tuple:
-    """Every set of disjoint pairs (i, j), i < j, from ``items``, the empty set included."""
-    if len(items) < 2:
-        return ([],)
-    first, rest = items[0], items[1:]
-    out = list(_partial_matchings(rest))
-    for i, partner in enumerate(rest):
-        for tail in _partial_matchings(rest[:i] + rest[i + 1:]):
-            out.append([(first, partner), *tail])
-    return tuple(out)
-
-
-def _double_factorial(n: int) -> int:
-    return math.prod(range(n, 0, -2)) if n > 0 else 1

@@ -14,6 +14,7 @@ from simulations.checks import (
     anil_width,
     bayes_floor,
     deep_linear,
+    depth2_maml,
     finite_tasks,
     fixed_points,
     logistic,
@@ -29,7 +30,7 @@ __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_che
 
 REGISTRY: dict[str, list[Declared]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
-    for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, logistic, scalar_deep,
+    for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, depth2_maml, logistic, scalar_deep,
                    bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points)
 }  # theory stem -> its checks
 CHECKS: list[Declared] = [check for checks in REGISTRY.values() for check in checks]

@@ -39,6 +39,10 @@ class Check:
     kind: str  # one of KINDS
     score: float  # deviation in units of what the rule allows: passed ⇔ score ≤ 1
 
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"check kind {self.kind!r} is not one of {KINDS}")
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -19,7 +19,8 @@ from simulations.models import deep_linear
 from simulations.tasks import sample_regression_tasks
 from simulations.training import evaluate, meta_train_runs
 from theory.anil_width import anil_best_post_loss, anil_post_adaptation_loss
-from theory.deep_linear import depth2_best_post_loss, depth2_post_adaptation_loss, first_order_surrogate_loss
+from theory.deep_linear import first_order_surrogate_loss
+from theory.depth2_maml import depth2_best_post_loss, depth2_post_adaptation_loss
 from theory.ground.errors import DivergenceError
 from theory.shallow_maml import optimal_step_size, post_adaptation_loss, reference_losses
 from theory.task_family import LinearTaskFamily

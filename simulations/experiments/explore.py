@@ -25,7 +25,7 @@ from simulations.training import evaluate, meta_train
 from theory import shallow_maml
 from theory.anil_width import anil_best_post_loss
 from theory.bayes_floor import bayes_optimal_loss
-from theory.deep_linear import depth2_best_post_loss
+from theory.depth2_maml import depth2_best_post_loss
 from theory.ground.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
 from theory.ground.options import Threads, flags, option, parse_support
 from theory.preconditioned_maml import preconditioned_best_post_loss

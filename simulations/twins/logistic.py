@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulations.twins.deep_linear import end_to_end_gradient_autograd, first_order_change, literal_layer_step
+from simulations.twins.deep_linear import end_to_end_gradient_autograd, first_order_change
 
 
 def logistic_gradient_autograd(w, x, y) -> np.ndarray:
@@ -18,8 +18,3 @@ def logistic_gradient_autograd(w, x, y) -> np.ndarray:
 def deep_logistic_first_order_step_autograd(layers, x, y, adapt: str = "all") -> np.ndarray:
     """Twin of theory.logistic.deep_logistic_first_order_step: dW'/dα at α = 0 of the literal step, (1, d)."""
     return first_order_change(layers, x, y, loss="logistic", adapt=adapt)
-
-
-def deep_logistic_step(layers, x, y, alpha: float, adapt: str = "all") -> np.ndarray:
-    """The end-to-end classifier W' after one literal layer-wise step of size α on the logistic loss, (1, d)."""
-    return literal_layer_step(layers, x, y, alpha, loss="logistic", adapt=adapt).numpy()
