@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from figures.registry import FIGURES
-from figures.reproduction import compare_tables
+from figures.reproduction import compare_tables, first_key_mismatch
 from theory.ground.errors import UsageError
 from theory.ground.options import flags, option
 
@@ -140,7 +140,13 @@ def _compare_figure(run: Figure, ref: Figure) -> dict:
     if len(rows) != len(reference):
         raise UsageError(f"argument RUN_DIR: {run.where} has {len(rows)} rows, the reference {len(reference)}: "
                          f"made with other settings")
-    columns = compare_tables(FIGURES[run.number][1].COLUMNS, rows, reference)
+    rules = FIGURES[run.number][1].COLUMNS
+    mismatch = first_key_mismatch(rules, rows, reference)
+    if mismatch is not None:  # other rows: comparing their values cell by cell would say nothing
+        return {"figure": run.number, "csv": Path(run.where).name, "holds": False, "columns": [],
+                "problem": f"other rows than the reference from row {mismatch[0] + 1} on: {mismatch[1]} "
+                           f"{mismatch[2]!r} against {mismatch[3]!r}"}
+    columns = compare_tables(rules, rows, reference)
     return {"figure": run.number, "csv": Path(run.where).name, "holds": all(c.holds for c in columns),
             "columns": [{"column": c.column, "cells": c.cells, "largest_deviation": c.largest,
                          "score": c.deviation if c.deviation != float("inf") else None, "rule": c.rule.name,
@@ -196,8 +202,9 @@ def format_report(report: dict) -> str:
         lines.append("\nmade in different environments (where last-bit differences come from):")
         lines += [f"  {k}: run {v['run']}, reference {v['reference']}"
                   for k, v in report["environment_differences"].items()]
-    failing = sum(not c["holds"] for f in report["figures"] for c in f["columns"]) + sum(
-        "problem" in f for f in report["figures"])
+    columns = sum(not c["holds"] for f in report["figures"] for c in f["columns"])
+    figures = [str(f["figure"]) for f in report["figures"] if "problem" in f]
     lines.append("\n" + ("reproduces: every column holds" if report["holds"] else
-                         f"does not reproduce: {failing} column(s) fail"))
+                         f"does not reproduce: {columns} column(s) fail"
+                         + (f"; figure(s) {', '.join(figures)} not comparable" if figures else "")))
     return "\n".join(lines)

@@ -185,3 +185,13 @@ def compare_tables(rules: dict[str, Rule], run: list[dict], ref: list[dict]) -> 
     if len(run) != len(ref):
         raise ValueError(f"{len(run)} rows against {len(ref)} in the reference")
     return [compare_column(rule, column, run, ref) for column, rule in rules.items()]
+
+
+def first_key_mismatch(rules: dict[str, Rule], run: list[dict], ref: list[dict]) -> tuple | None:
+    """(row index, column, run's cell, reference's cell) of the first row whose KEY cells differ, or None."""
+    keys = [column for column, rule in rules.items() if rule is KEY]
+    for i, (row_a, row_b) in enumerate(zip(run, ref)):
+        for column in keys:
+            if not compare_column(KEY, column, [row_a], [row_b]).holds:
+                return i, column, row_a[column], row_b[column]
+    return None

@@ -117,14 +117,26 @@ def test_an_accuracy_beyond_its_interval_fails_and_within_it_holds(tmp_path, cap
 
 def test_the_json_report_is_strict_json(tmp_path, capsys):
     run = _copy(tmp_path)
-    rows = _rows(run / _csv(1))
-    rows[0]["model"] = "other"  # a key that differs: an infinite deviation, written as null
-    _write(run / _csv(1), rows)
+    rows = _rows(run / _csv(2))
+    rows[3]["note"] = "other words"  # a text cell that differs: an infinite deviation, written as null
+    _write(run / _csv(2), rows)
     assert paper_repro.main(["compare", str(run), "--against", str(GENERATED), "--json"]) == 1
     report = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     failing = [c for f in report["figures"] for c in f["columns"] if not c["holds"]]
-    assert [(c["column"], c["score"]) for c in failing] == [("model", None)]
+    assert [(c["column"], c["score"]) for c in failing] == [("note", None)]
     assert report["holds"] is False and report["not_in_run"] == []
+
+
+def test_other_rows_are_named_not_compared_cell_by_cell(tmp_path, capsys):
+    """Rows in another order (a renamed or moved check): one line saying where the rows part, not every column."""
+    run = _copy(tmp_path)
+    rows = _rows(run / _csv(4))
+    rows[5], rows[6] = rows[6], rows[5]
+    _write(run / _csv(4), rows)
+    status, out, _ = _compare(capsys, run)
+    assert status == 1
+    assert f"FAILS: other rows than the reference from row 6 on: name {rows[5]['name']!r}" in out
+    assert [line for line in out.splitlines() if line.endswith("FAILS")] == []  # no column verdicts for figure 4
 
 
 def test_a_partial_run_compares_what_it_has(tmp_path, capsys):
