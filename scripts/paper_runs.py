@@ -26,16 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the toolkit, wherever this script is started from
 
 from simulations.experiments.vision import VisionConfig, run_vision  # noqa: E402
+from simulations.experiments.vision_grid import DEPTHS, METHODS, PAPER_DATASETS, REMEDIES, SHOTS  # noqa: E402
 from simulations.vision.datasets import DATASETS  # noqa: E402
 from theory.ground.atomic_io import atomic_write_bytes  # noqa: E402
 from theory.ground.errors import ParameterError, require_int  # noqa: E402
 from theory.ground.options import Threads, option  # noqa: E402
 
-PAPER_DATASETS = ("omniglot", "cifarfs", "mini-imagenet")
-SHOTS = {"omniglot": 1, "cifarfs": 5, "mini-imagenet": 5, "digits": 1}  # digits: for quick checks only
-METHODS = ("maml", "anil")
-VARIANTS = {"plain": {}, "linnet": {"linnet_layers": 2}, "kfo": {"kfo": True}}
-DEPTHS = (2, 4)
+VARIANTS = {name.lower(): fields for name, fields in REMEDIES.items()}  # run names spell them in lower case
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ def runs(config: PaperRunsConfig) -> dict[str, VisionConfig]:
     for dataset in config.datasets:
         for method in METHODS:
             for variant, extra in VARIANTS.items():
-                for depth in DEPTHS:
+                for depth in DEPTHS.values():
                     name = f"{dataset}-5w{SHOTS[dataset]}s-{method}-{variant}-d{depth}"
                     out[name] = VisionConfig(
                         dataset=dataset, data_root=config.data_root, ways=5, shots=SHOTS[dataset], method=method,

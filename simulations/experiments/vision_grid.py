@@ -12,9 +12,13 @@ from simulations.statistics import mean_ci95
 from simulations.vision.datasets import load_pool
 from theory.ground.errors import DatasetError, DivergenceError
 
+# The vision run grid, declared once: figure 7 and scripts/paper_runs.py (whose run names scripts/paper_runs.mk
+# repeats for make; tests/test_paper_runs.py holds the two lists equal).
 METHODS = ("maml", "anil")
-REMEDIES = {"plain": {}, "LinNet": {"linnet_layers": 2}, "KFO": {"kfo": True}}
+REMEDIES = {"plain": {}, "LinNet": {"linnet_layers": 2}, "KFO": {"kfo": True}}  # name -> VisionConfig fields
 DEPTHS = {"2-block": 2, "4-block": 4}
+PAPER_DATASETS = ("omniglot", "cifarfs", "mini-imagenet")
+SHOTS = {"omniglot": 1, "cifarfs": 5, "mini-imagenet": 5, "digits": 1}  # the literature's; digits: quick checks
 
 
 @dataclass(frozen=True)
