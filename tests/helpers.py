@@ -1,6 +1,6 @@
 """The comparison helpers every test uses; each prints expected, actual and the margin on failure.
 
-The rules themselves live in simulations/statistics.py, shared with ``verify``.
+The rules themselves live in theory/ground/statistics.py, shared with ``verify``.
 """
 from __future__ import annotations
 
