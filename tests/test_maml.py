@@ -176,6 +176,40 @@ def test_meta_train_runs_is_meta_train_run_by_run(case):
                 assert_close(batched[r].transform.params[key], value, 1e-12, f"{case}, run {r}: {key}")
         assert [i for i, _ in calls[r]] == [i for i, _ in mine] == list(range(13))
         assert_close(np.array([v for _, v in calls[r]]), np.array([v for _, v in mine]), 1e-12, "on_step's θ")
+        assert batched[r].path == f"stacked:{single.path}"
+        assert single.path == ("low_rank" if loss == "logistic" else "closed_form")
+
+
+def test_the_path_is_chosen_once_and_reported():
+    """training.maml_path decides how MAML is computed; meta_train and evaluate follow it; the result says which."""
+    from simulations.kfo import kfo_transform
+    from simulations.training import maml_path
+
+    sampler = _runs_setup()
+    chain = deep_linear(6, 2, 4, seed=0)
+    assert maml_path(chain, InnerLoop(0.2)) == "closed_form"
+    assert maml_path(chain, InnerLoop(0.2, loss="logistic")) == "low_rank"
+    assert maml_path(chain, InnerLoop(0.2), kfo_transform(chain, "nonlinear")) == "functional"
+    assert maml_path(torch.nn.Sequential(torch.nn.Linear(6, 1)), InnerLoop(0.2)) == "functional"
+    assert meta_train(chain, sampler, InnerLoop(0.2), 2, 4, 0.01).path == "closed_form"
+    nonlinear = kfo_transform(chain, "nonlinear")
+    assert meta_train(chain, sampler, InnerLoop(0.2), 2, 4, 0.01, transform=nonlinear).path == "functional"
+
+
+@pytest.mark.parametrize(("options", "name"), [({"iterations": -1}, "iterations"), ({"meta_batch": 0}, "meta_batch"),
+                                               ({"meta_lr": 0.0}, "meta_lr"), ({"optimizer": "lbfgs"}, "optimizer"),
+                                               ({"outer": "anil"}, "outer")])
+def test_training_is_validated_once_for_both_loops(options, name):
+    from simulations.training import Training, meta_train_runs
+
+    with pytest.raises(ParameterError) as err:
+        Training(**{"iterations": 3, **options})
+    assert err.value.parameter == name
+    if name != "outer":  # meta_train_runs has no Reptile; both loops reject the rest through Training
+        with pytest.raises(ParameterError) as err:
+            meta_train_runs([deep_linear(6, 2, 4)], _runs_setup(), InnerLoop(0.2), **{"iterations": 3, "seeds": [0],
+                                                                                       **options})
+        assert err.value.parameter == name
 
 
 def test_meta_train_runs_reports_a_diverged_run_and_finishes_the_others():

@@ -279,8 +279,10 @@ def test_meta_train_and_evaluate_take_the_fast_path_with_the_same_numbers(monkey
     sampler = lambda n, gen: sample_regression_tasks(family, n, gen)  # noqa: E731
     inner = InnerLoop(alpha=0.3)
     fast = training.meta_train(model, sampler, inner, 20, meta_batch=8, meta_lr=0.01, seed=2)
-    monkeypatch.setattr(training, "_objective", lambda *_: meta_loss)  # the functional path, for reference
+    assert fast.path == "closed_form"
+    monkeypatch.setattr(training, "maml_path", lambda *_: "functional")  # the functional path, for reference
     slow = training.meta_train(model, sampler, inner, 20, meta_batch=8, meta_lr=0.01, seed=2)
+    assert slow.path == "functional"
     assert_close(torch.tensor(fast.history), torch.tensor(slow.history), 1e-9, "meta-loss histories")
     est = training.evaluate(model, fast.params, sampler, inner, n_tasks=50, seed=4)
     ref = task_losses(model, fast.params, sampler(50, torch.Generator().manual_seed(4)), inner)
