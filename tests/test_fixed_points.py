@@ -16,6 +16,7 @@ from simulations.statistics import Estimate
 from tests.helpers import assert_close, assert_within_ci
 from theory.fixed_points import (
     ALGORITHMS,
+    Mixture,
     TaskGroup,
     adapted_trace,
     fixed_points,
@@ -38,7 +39,7 @@ def _direct_loss(groups, theta, dim, alpha, steps, support, noise_var):
 
 @pytest.mark.parametrize(("steps", "support"), [(1, 5), (2, 4), (3, math.inf), (2, math.inf)])
 def test_maml_fixed_point_is_the_argmin_of_the_exact_mixed_loss(steps, support):
-    theory = fixed_points(THREE, 2, 0.6, steps, support, noise_var=0.2)["maml"]
+    theory = fixed_points(Mixture(THREE, 2, 0.6, steps, support, noise_var=0.2))["maml"]
     found = minimize(lambda t: _direct_loss(THREE, t, 2, 0.6, steps, support, 0.2), np.zeros(2), method="BFGS",
                      options={"gtol": 1e-11})
     assert_close(found.x, theory.theta, 1e-5, "scipy argmin")
@@ -48,12 +49,12 @@ def test_maml_fixed_point_is_the_argmin_of_the_exact_mixed_loss(steps, support):
 @pytest.mark.parametrize(("steps", "support"), [(1, 5), (2, 5), (3, 3), (1, math.inf), (3, math.inf)])
 def test_rescaled_loss_equals_the_direct_loss(steps, support):
     theta = np.array([0.4, -1.1])
-    assert_close(mixture_post_adaptation_loss(THREE, theta, 2, 0.7, steps, support, 0.3),
+    assert_close(mixture_post_adaptation_loss(Mixture(THREE, 2, 0.7, steps, support, 0.3), theta),
                  _direct_loss(THREE, theta, 2, 0.7, steps, support, 0.3), 1e-10)
 
 
 def test_erm_is_the_input_variance_weighted_mean_and_reptile_one_step_equals_it():
-    points = fixed_points(THREE, 2, 0.3, 1, 7)
+    points = fixed_points(Mixture(THREE, 2, 0.3, 1, 7))
     weights = np.array([g.prob * g.input_var for g in THREE])
     expected = weights @ np.stack([g.mean_vector(2) for g in THREE]) / weights.sum()
     assert_close(points["erm"].theta, expected, 1e-14)
@@ -63,7 +64,7 @@ def test_erm_is_the_input_variance_weighted_mean_and_reptile_one_step_equals_it(
 
 def test_no_steps_or_no_step_size_is_erm():
     for alpha, steps in ((0.0, 2), (0.5, 0)):
-        points = fixed_points(ISSUE, 1, alpha, steps, 5)
+        points = fixed_points(Mixture(ISSUE, 1, alpha, steps, 5))
         for name in ("maml", "fomaml"):
             assert_close(points[name].theta, points["erm"].theta, 1e-14)
         assert points["reptile"].theta is None and points["reptile"].stable is None  # direction 0 everywhere
@@ -80,15 +81,15 @@ def test_adapted_trace_against_sampled_wishart_matrices():
 
 
 def test_infinite_support_is_the_limit():
-    far = fixed_points(THREE, 2, 0.6, 2, 10**6, noise_var=0.2)
-    inf = fixed_points(THREE, 2, 0.6, 2, math.inf, noise_var=0.2)
+    far = fixed_points(Mixture(THREE, 2, 0.6, 2, 10**6, noise_var=0.2))
+    inf = fixed_points(Mixture(THREE, 2, 0.6, 2, math.inf, noise_var=0.2))
     for name in ALGORITHMS:
         assert_close(far[name].theta, inf[name].theta, 1e-4, name)
         assert_close(far[name].post_adaptation_loss, inf[name].post_adaptation_loss, 1e-4, name)
 
 
 def test_fomaml_can_repel_and_leave_the_hull_of_the_means():
-    points = fixed_points((TaskGroup(0.5, 3.0, 1.0), TaskGroup(0.5, 0.1, -1.0)), 1, 0.5, 1, math.inf)
+    points = fixed_points(Mixture((TaskGroup(0.5, 3.0, 1.0), TaskGroup(0.5, 0.1, -1.0)), 1, 0.5, 1, math.inf))
     assert points["fomaml"].stable is False and points["fomaml"].rate < 0
     assert points["fomaml"].theta[0] > 1  # beyond the easy group's mean
     assert all(points[n].stable for n in ("maml", "reptile", "erm"))
@@ -97,9 +98,9 @@ def test_fomaml_can_repel_and_leave_the_hull_of_the_means():
 def test_maml_fixed_point_stays_between_the_means_and_reaches_the_hard_one():
     """MAML's λ_g ≥ 0: a convex combination; at α a_easy = 1 (K = ∞) the easy group's weight vanishes."""
     for steps in (1, 2, 3):
-        theta = fixed_points(ISSUE, 1, 0.5, steps, 5)["maml"].theta[0]
+        theta = fixed_points(Mixture(ISSUE, 1, 0.5, steps, 5))["maml"].theta[0]
         assert -1 < theta < 1
-    assert_close(fixed_points(ISSUE, 1, 1.0, 2, math.inf)["maml"].theta, [-1.0], 1e-14)
+    assert_close(fixed_points(Mixture(ISSUE, 1, 1.0, 2, math.inf))["maml"].theta, [-1.0], 1e-14)
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [
@@ -113,11 +114,11 @@ def test_bad_groups_name_the_field(kwargs, name):
 
 def test_probabilities_must_sum_to_one_and_means_match_d():
     with pytest.raises(ParameterError, match="summing to 1"):
-        fixed_points((TaskGroup(0.5, 1.0, 0.0),))
+        Mixture((TaskGroup(0.5, 1.0, 0.0),))
     with pytest.raises(ParameterError, match="groups"):
-        fixed_points(())
+        Mixture(())
     with pytest.raises(ParameterError, match="task_mean"):
-        fixed_points((TaskGroup(1.0, 1.0, (1.0, 2.0)),), dim=3)
+        fixed_points(Mixture((TaskGroup(1.0, 1.0, (1.0, 2.0)),), dim=3))
 
 
 @pytest.mark.parametrize("check", REGISTRY["fixed_points"], ids=lambda c: c.name)
@@ -134,7 +135,7 @@ def test_command_json_holds_the_closed_forms(capsys):
     assert paper_repro.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     groups = (TaskGroup(0.25, 2.0, 1.0, 0.5), TaskGroup(0.75, 0.3, -2.0))
-    points = fixed_points(groups, 2, 0.4, 2, 6, noise_var=0.1)
+    points = fixed_points(Mixture(groups, 2, 0.4, 2, 6, noise_var=0.1))
     assert set(report["fixed_points"]) == set(ALGORITHMS)
     for name in ALGORITHMS:
         assert_close(report["fixed_points"][name], points[name].theta, 1e-15)
@@ -147,7 +148,7 @@ def test_command_json_holds_the_closed_forms(capsys):
 def test_command_defaults_are_the_issues_setting_and_print_a_table(capsys):
     assert paper_repro.main(["fixed-points"]) == 0
     out = capsys.readouterr().out
-    theta = fixed_points(ISSUE, 1, 0.5, 1, math.inf)["maml"].theta[0]
+    theta = fixed_points(Mixture(ISSUE, 1, 0.5, 1, math.inf))["maml"].theta[0]
     assert "K=inf" in out and f"{theta:.6g}" in out and all(name in out for name in ALGORITHMS)
 
 

@@ -94,6 +94,30 @@ class FixedPoint:
     rate: float  # h: the expected direction is h (θ − θ*) (H = h I), its sign decides stability
 
 
+@dataclass(frozen=True)
+class Mixture:
+    """Tasks of different hardness and the inner loop that adapts to them: the one setting the fixed points, the
+    mixture loss and their twins take (validated here, once).
+
+    Groups g (TaskGroup: probability p_g, Σx = a_g I, mean μ_g, Σw = v_g I) in d dimensions; k inner steps of
+    size α on K support points (K = ∞: the population gradient); label noise s²."""
+
+    groups: tuple[TaskGroup, ...]
+    dim: int = 1  # d
+    alpha: float = 0.5  # α
+    steps: int = 1  # k
+    support: int | float = math.inf  # K
+    noise_var: float = 0.0  # s²
+
+    def __post_init__(self):
+        object.__setattr__(self, "groups", check_groups(self.groups))
+        require_int("dim", self.dim, 1)
+        require_int("steps", self.steps, 0)
+        require_real("alpha", self.alpha)
+        require_real("noise_var", self.noise_var, 0.0)
+        inverse_support(self.support)  # validates K
+
+
 def group_family(group: TaskGroup, dim: int, support: int | float, query: int = 1,
                  noise_var: float = 0.0) -> LinearTaskFamily:
     """Group g's LinearTaskFamily: Σx = a_g I, μ_g, Σw = v_g I (shared by the closed forms and the sampler)."""
@@ -112,12 +136,13 @@ def adapted_trace(beta: float, power: int, dim: int, support: int | float) -> fl
     return float(sum(comb(power, m) * (-b) ** m * c[m] for m in range(power + 1)))
 
 
-def group_rates(groups, dim: int, alpha: float, steps: int, support: int | float) -> dict[str, np.ndarray]:
+def group_rates(mixture: Mixture) -> dict[str, np.ndarray]:
     """λ_g per algorithm (module doc): H_g = λ_g I, so the expected direction is Σ_g p_g λ_g (θ − μ_g)."""
+    m = mixture
     out = {name: [] for name in ALGORITHMS}
-    for g in groups:
-        beta = float(Fraction(alpha) * Fraction(g.input_var))
-        q_k, q_2k = adapted_trace(beta, steps, dim, support), adapted_trace(beta, 2 * steps, dim, support)
+    for g in m.groups:
+        beta = float(Fraction(m.alpha) * Fraction(g.input_var))
+        q_k, q_2k = adapted_trace(beta, m.steps, m.dim, m.support), adapted_trace(beta, 2 * m.steps, m.dim, m.support)
         out["maml"].append(g.input_var * q_2k)
         out["fomaml"].append(g.input_var * q_k)
         out["reptile"].append(1 - q_k)
@@ -125,41 +150,37 @@ def group_rates(groups, dim: int, alpha: float, steps: int, support: int | float
     return {name: np.array(values) for name, values in out.items()}
 
 
-def mixture_post_adaptation_loss(groups, theta, dim: int, alpha: float, steps: int, support: int | float,
-                                 noise_var: float = 0.0) -> float:
+def mixture_post_adaptation_loss(mixture: Mixture, theta) -> float:
     """Σ_g p_g L_g(θ): the expected query loss after k steps of α on K points, tasks from the mixture.
 
     L_g is shallow_maml.post_adaptation_loss of the Σx = I family at √a_g θ, μ → √a_g μ_g, Σw → a_g v_g I and
     step α a_g (the exact rescaling of the module doc), valid for every k and K.
     """
-    theta = np.asarray(theta, float).reshape(dim)
+    m = mixture
+    theta = np.asarray(theta, float).reshape(m.dim)
     total = 0.0
-    for g in groups:
+    for g in m.groups:
         root = math.sqrt(g.input_var)
-        scaled = TaskGroup(g.prob, 1.0, tuple(root * group_family(g, dim, support).task_mean), g.input_var * g.task_var)
-        family = group_family(scaled, dim, support, noise_var=noise_var)
-        total += g.prob * post_adaptation_loss(family, root * theta, alpha * g.input_var, steps)
+        scaled = TaskGroup(g.prob, 1.0, tuple(root * group_family(g, m.dim, m.support).task_mean),
+                           g.input_var * g.task_var)
+        family = group_family(scaled, m.dim, m.support, noise_var=m.noise_var)
+        total += g.prob * post_adaptation_loss(family, root * theta, m.alpha * g.input_var, m.steps)
     return float(total)
 
 
-def fixed_points(groups, dim: int = 1, alpha: float = 0.5, steps: int = 1, support: int | float = math.inf,
-                 noise_var: float = 0.0) -> dict[str, FixedPoint]:
+def fixed_points(mixture: Mixture) -> dict[str, FixedPoint]:
     """θ* for "maml", "fomaml", "reptile" and "erm": Σ_g p_g λ_g μ_g / Σ_g p_g λ_g (module doc), with the MAML
     post-adaptation loss there and whether the algorithm's expected dynamics are attracted to it."""
-    groups = check_groups(groups)
-    dim, steps = require_int("dim", dim, 1), require_int("steps", steps, 0)
-    alpha, noise_var = require_real("alpha", alpha), require_real("noise_var", noise_var, 0.0)
-    inverse_support(support)  # validates K
-    probs = np.array([g.prob for g in groups])
-    means = np.stack([g.mean_vector(dim) for g in groups])  # (G, d)
+    probs = np.array([g.prob for g in mixture.groups])
+    means = np.stack([g.mean_vector(mixture.dim) for g in mixture.groups])  # (G, d)
     out = {}
-    for name, lam in group_rates(groups, dim, alpha, steps, support).items():
+    for name, lam in group_rates(mixture).items():
         h = float(probs @ lam)
         if abs(h) <= SINGULAR_TOL * max(float(probs @ np.abs(lam)), 1e-300):
             out[name] = FixedPoint(None, None, None, "no fixed point: the coefficient Σ_g p_g λ_g is 0 (singular)", h)
             continue
         theta = (probs * lam) @ means / h  # (d,)
-        loss = mixture_post_adaptation_loss(groups, theta, dim, alpha, steps, support, noise_var)
+        loss = mixture_post_adaptation_loss(mixture, theta)
         note = "attracting" if h > 0 else "repelling: the expected dynamics move away from it"
         out[name] = FixedPoint(theta, loss, h > 0, note, h)
     return out

@@ -14,7 +14,14 @@ import numpy as np
 
 from simulations.checks.rules import Check, declare, identity_check, interval_check, runs_optimum_check
 from simulations.twins.fixed_points import meta_trained_fixed_point, outer_direction
-from theory.fixed_points import ALGORITHMS, TaskGroup, fixed_points, group_family, mixture_post_adaptation_loss
+from theory.fixed_points import (
+    ALGORITHMS,
+    Mixture,
+    TaskGroup,
+    fixed_points,
+    group_family,
+    mixture_post_adaptation_loss,
+)
 from theory.shallow_maml import post_adaptation_loss
 
 GROUPS = (TaskGroup(0.5, 1.0, 1.0, 0.2), TaskGroup(0.5, 0.1, -1.0, 0.2))  # the issue's easy and hard groups
@@ -28,25 +35,28 @@ def _label(support) -> str:
 
 
 def _direction(scale: float, algorithm: str, support) -> Check:
-    point = fixed_points(GROUPS, DIRECTION_DIM, support=support, **SETTING)[algorithm]
-    est = outer_direction(GROUPS, point.theta, algorithm, DIRECTION_DIM, support=support,
-                          n_tasks=int(10_000 * scale), seed=1 + ALGORITHMS.index(algorithm), **SETTING)
+    mixture = Mixture(GROUPS, DIRECTION_DIM, support=support, **SETTING)
+    point = fixed_points(mixture)[algorithm]
+    est = outer_direction(mixture, point.theta, algorithm,
+                          n_tasks=int(10_000 * scale), seed=1 + ALGORITHMS.index(algorithm))
     return interval_check(f"2 groups (a=1, 0.1; m=±1; v=0.2), d=2, α=0.5, k=2, K={support}, s²=0.1: "
                           f"mean outer direction at θ* (1ᵀD/d)", 0.0, est)
 
 
 def _meta_trained(scale: float, algorithm: str, support) -> Check:
-    theory = fixed_points(GROUPS, TRAIN_DIM, support=support, **SETTING)[algorithm].theta[0]
+    mixture = Mixture(GROUPS, TRAIN_DIM, support=support, **SETTING)
+    theory = fixed_points(mixture)[algorithm].theta[0]
     runs = 5  # the interval is Student-t over runs; 60 iterations at least, so the transient has decayed
-    trained = meta_trained_fixed_point(GROUPS, algorithm, TRAIN_DIM, support=support, runs=runs,
-                                       iterations=int(80 * scale) + 60, seed=20, **SETTING)
+    trained = meta_trained_fixed_point(mixture, algorithm, runs=runs,
+                                       iterations=int(80 * scale) + 60, seed=20)
     return runs_optimum_check(f"d=1, α=0.5, k=2, K={support}, s²=0.1: SGD (constant, then cosine decay), {runs} runs",
                               theory, trained.theta[0], trained.stderr[0], runs)
 
 
 def check_repelling_rate(scale: float) -> Check:
-    point = fixed_points(REPELLING, 1, 0.5, 1, math.inf)["fomaml"]
-    est = outer_direction(REPELLING, point.theta + 1, "fomaml", 1, 0.5, 1, math.inf, n_tasks=int(10_000 * scale),
+    mixture = Mixture(REPELLING, 1, 0.5, 1, math.inf)
+    point = fixed_points(mixture)["fomaml"]
+    est = outer_direction(mixture, point.theta + 1, "fomaml", n_tasks=int(10_000 * scale),
                           seed=9)
     return interval_check("a=3, 0.1; m=±1; α=0.5, k=1, K=∞: FO-MAML direction at θ*+1 = h < 0 (repelling)",
                           point.rate, est)
@@ -55,7 +65,7 @@ def check_repelling_rate(scale: float) -> Check:
 def check_rescaled_loss(scale: float) -> Check:
     """The rescaled mixture loss against shallow_maml's word-moment engine on the Σx = a I families (k = 2)."""
     theta = np.array([0.3, -0.2])
-    mine = mixture_post_adaptation_loss(GROUPS, theta, 2, 0.5, 2, 5, 0.1)
+    mine = mixture_post_adaptation_loss(Mixture(GROUPS, 2, 0.5, 2, 5, 0.1), theta)
     direct = sum(g.prob * post_adaptation_loss(group_family(g, 2, 5, noise_var=0.1), theta, 0.5, 2) for g in GROUPS)
     return identity_check("d=2, K=5, k=2, α=0.5, s²=0.1, θ=(0.3, −0.2)", mine, direct)
 

@@ -11,7 +11,7 @@ from functools import partial
 from simulations.experiments.finite_tasks import FiniteTasksConfig
 from simulations.experiments.finite_tasks import run as run_finite_tasks
 from simulations.twins.fixed_points import meta_trained_fixed_point
-from theory.fixed_points import TaskGroup, fixed_points
+from theory.fixed_points import Mixture, TaskGroup, fixed_points
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "erm")
 
@@ -54,7 +54,7 @@ def _finite(config: Settings, seed: int) -> dict:
 
 
 def _meta_trained(config: Settings, algorithm: str, steps: int, support: float, seed: int) -> dict:
-    est = meta_trained_fixed_point(config.groups, algorithm, alpha=config.alpha, steps=steps, support=support,
+    est = meta_trained_fixed_point(Mixture(config.groups, 1, config.alpha, steps, support), algorithm,
                                    runs=config.sim_runs, iterations=config.sim_iterations, seed=seed)
     return {"algorithm": algorithm, "steps": steps, "support": _support_key(support), **est.as_dict()}
 
@@ -71,7 +71,7 @@ def _theory(config: Settings) -> list[dict]:
     rows = []
     for support in config.supports:
         for k in range(1, config.k_max + 1):
-            points = fixed_points(config.groups, dim=1, alpha=config.alpha, steps=k, support=support)
+            points = fixed_points(Mixture(config.groups, 1, config.alpha, k, support))
             for algorithm in ALGORITHMS:
                 p = points[algorithm]
                 rows.append({"algorithm": algorithm, "steps": k, "support": _support_key(support),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from simulations.twins.fixed_points import meta_trained_fixed_point
-from theory.fixed_points import ALGORITHMS, TaskGroup, check_groups, fixed_points
+from theory.fixed_points import ALGORITHMS, Mixture, TaskGroup, check_groups, fixed_points
 from theory.ground.errors import ParameterError, require_int, require_real
 from theory.ground.options import Threads, option, parse_support
 
@@ -95,9 +95,8 @@ def _config_dict(config: FixedPointsConfig) -> dict:
 
 def run(config: FixedPointsConfig, progress: bool = True) -> dict:
     """The four fixed points with their losses, rates and stability; meta-trained values under --simulate."""
-    setting = {"dim": config.dim, "alpha": config.alpha, "steps": config.steps, "support": config.support,
-               "noise_var": config.noise_var}
-    points = fixed_points(config.groups, **setting)
+    mixture = Mixture(config.groups, config.dim, config.alpha, config.steps, config.support, config.noise_var)
+    points = fixed_points(mixture)
     report = {"fixed_points": {a: None if p.theta is None else p.theta.tolist() for a, p in points.items()},
               "post_adaptation_loss": {a: p.post_adaptation_loss for a, p in points.items()},
               "stable": {a: p.stable for a, p in points.items()},
@@ -110,9 +109,8 @@ def run(config: FixedPointsConfig, progress: bool = True) -> dict:
             if not points[name].stable:
                 simulation[name] = {"theta": None, "reason": "no attracting fixed point: meta-training cannot settle"}
                 continue
-            simulation[name] = meta_trained_fixed_point(config.groups, name, runs=config.runs,
-                                                        iterations=config.iterations, seed=config.seed,
-                                                        **setting).as_dict()
+            simulation[name] = meta_trained_fixed_point(mixture, name, runs=config.runs,
+                                                        iterations=config.iterations, seed=config.seed).as_dict()
         report["simulation"] = simulation
     return report
 

@@ -33,7 +33,7 @@ from simulations.reptile import reptile_direction
 from simulations.statistics import Estimate
 from simulations.tasks import TaskBatch, make_generator, sample_inputs, sample_regression_tasks, sample_task_weights
 from simulations.training import TaskSampler, meta_train
-from theory.fixed_points import ALGORITHMS, TaskGroup, check_groups, group_family
+from theory.fixed_points import ALGORITHMS, Mixture, TaskGroup, group_family
 from theory.ground.errors import ParameterError, require_int, require_real
 from theory.wishart_moments import inverse_support
 
@@ -56,10 +56,10 @@ def group_sampler(group: TaskGroup, dim: int, support: int | float, query: int =
     return population
 
 
-def mixture_sampler(groups, dim: int, support: int | float, query: int = 10, noise_var: float = 0.0) -> TaskSampler:
+def mixture_sampler(mixture: Mixture, query: int = 10) -> TaskSampler:
     """(n_tasks, generator) -> TaskBatch: each task's group drawn with probabilities p_g, then its task."""
-    groups = check_groups(groups)
-    samplers = [group_sampler(g, dim, support, query, noise_var) for g in groups]
+    groups = mixture.groups
+    samplers = [group_sampler(g, mixture.dim, mixture.support, query, mixture.noise_var) for g in groups]
     probs = torch.tensor([g.prob for g in groups], dtype=torch.float64)
 
     def sample(n: int, gen: torch.Generator) -> TaskBatch:
@@ -80,21 +80,20 @@ def inner_loop(algorithm: str, alpha: float, steps: int) -> tuple[InnerLoop, str
     return InnerLoop(alpha, steps, first_order=algorithm == "fomaml"), "reptile" if algorithm == "reptile" else "maml"
 
 
-def outer_direction(groups, theta, algorithm: str, dim: int, alpha: float, steps: int, support: int | float,
-                    noise_var: float = 0.0, n_tasks: int = 20_000, batch: int = 200, query: int = 10,
-                    seed: int = 0) -> Estimate:
+def outer_direction(mixture: Mixture, theta, algorithm: str, n_tasks: int = 20_000, batch: int = 200,
+                    query: int = 10, seed: int = 0) -> Estimate:
     """E over the mixture of the algorithm's outer direction at θ, averaged over coordinates (1ᵀD/d).
 
     Stratified: per group the mean over ``n_tasks`` tasks (standard error from the means of batches of
     ``batch`` tasks), combined as Σ_g p_g mean_g with se = √(Σ_g p_g² se_g²).
     """
-    groups, gen = check_groups(groups), make_generator(seed)
-    inner, outer = inner_loop(algorithm, alpha, steps)
-    model = shallow_linear(dim)
-    point = torch.as_tensor(np.asarray(theta, float).reshape(1, dim))
+    m, gen = mixture, make_generator(seed)
+    inner, outer = inner_loop(algorithm, m.alpha, m.steps)
+    model = shallow_linear(m.dim)
+    point = torch.as_tensor(np.asarray(theta, float).reshape(1, m.dim))
     mean, var, n = 0.0, 0.0, 0
-    for g in groups:
-        sampler = group_sampler(g, dim, support, query, noise_var)
+    for g in m.groups:
+        sampler = group_sampler(g, m.dim, m.support, query, m.noise_var)
         values = [_batch_direction(model, point, sampler(batch, gen), inner, outer)
                   for _ in range(max(2, require_int("n_tasks", n_tasks, 2) // batch))]
         est = Estimate.from_samples(values)
@@ -126,19 +125,17 @@ class MetaTrained:
                                                "of its iterates while the step decays"}
 
 
-def meta_trained_fixed_point(groups, algorithm: str, dim: int = 1, alpha: float = 0.5, steps: int = 1,
-                             support: int | float = 5, noise_var: float = 0.0, runs: int = 4,
-                             iterations: int = 200, meta_batch: int = 64, lr_scale: float = 1.0, query: int = 10,
+def meta_trained_fixed_point(mixture: Mixture, algorithm: str, runs: int = 4, iterations: int = 200,
+                             meta_batch: int = 64, lr_scale: float = 1.0, query: int = 10,
                              seed: int = 0) -> MetaTrained:
     """Meta-train ``algorithm`` on the mixture ``runs`` times (seeds seed, seed + 1, …) and report where it settles."""
-    groups, runs = check_groups(groups), require_int("runs", runs, 2)
-    iterations = require_int("iterations", iterations, 4)
-    inner, outer = inner_loop(algorithm, alpha, steps)
-    sampler = mixture_sampler(groups, dim, support, query, noise_var)
-    meta_lr = require_real("lr_scale", lr_scale, 0.0, strict=True) / sum(g.prob * g.input_var for g in groups)
+    runs, iterations = require_int("runs", runs, 2), require_int("iterations", iterations, 4)
+    inner, outer = inner_loop(algorithm, mixture.alpha, mixture.steps)
+    sampler = mixture_sampler(mixture, query)
+    meta_lr = require_real("lr_scale", lr_scale, 0.0, strict=True) / sum(g.prob * g.input_var for g in mixture.groups)
     tails = []
     for r in range(runs):
-        model = shallow_linear(dim, seed=seed + r)
+        model = shallow_linear(mixture.dim, seed=seed + r)
         burn_in = meta_train(model, sampler, inner, iterations // 2, meta_batch, meta_lr, seed=2 * (seed + r),
                              outer=outer, optimizer="sgd")  # constant step: the transient decays as (1 − η h)^t
         with torch.no_grad():
