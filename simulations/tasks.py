@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from theory.finite_tasks import TaskSets
 from theory.ground.errors import ParameterError, require_real
 from theory.task_family import LinearTaskFamily
 
@@ -126,15 +127,15 @@ def offset_init(dim: int, init_offset: float, rng: np.random.Generator, task_mea
     return mean + require_real("init_offset", init_offset, 0.0) * direction / np.linalg.norm(direction)
 
 
-def sample_training_sets(dim: int, tasks: int, train_support: int, train_query: int, noise_var: float,
-                         task_var: float, runs: int, rng: np.random.Generator, task_mean=None) -> dict:
-    """``runs`` independent training sets of m tasks (the setting of theory.finite_tasks), as numpy arrays with a
+def sample_training_sets(sets: TaskSets, runs: int, rng: np.random.Generator, task_mean=None) -> dict:
+    """``runs`` independent training sets of m tasks (theory.finite_tasks.TaskSets), as numpy arrays with a
     leading (runs,) axis."""
-    d, m = dim, tasks
+    d, m = sets.dim, sets.tasks
     mean = np.zeros(d) if task_mean is None else np.asarray(task_mean, float)
-    weights = mean + np.sqrt(task_var) * rng.standard_normal((runs, m, d))  # (R, m, d)
+    weights = mean + np.sqrt(sets.task_var) * rng.standard_normal((runs, m, d))  # (R, m, d)
     out = {}
-    for part, n in (("support", train_support), ("query", train_query)):
+    noise_var = sets.noise_var
+    for part, n in (("support", sets.train_support), ("query", sets.train_query)):
         x = rng.standard_normal((runs, m, n, d))  # (R, m, n, d)
         out[f"x_{part}"] = x
         out[f"y_{part}"] = (x @ weights[..., None])[..., 0] + np.sqrt(noise_var) * rng.standard_normal((runs, m, n))

@@ -20,7 +20,7 @@ from theory.task_family import LinearTaskFamily
 
 def _data(dim=12, tasks=3, support=5, query=2, runs=1, seed=0, noise_var=0.3, task_var=0.2):
     rng = np.random.default_rng(seed)
-    data = sample_training_sets(dim, tasks, support, query, noise_var, task_var, runs, rng)
+    data = sample_training_sets(finite_tasks.TaskSets(dim, tasks, support, query, noise_var, task_var), runs, rng)
     return data if runs > 1 else {k: v[0] for k, v in data.items()}
 
 
@@ -115,8 +115,9 @@ def test_approximation_is_exact_at_zero_step_and_absent_when_underparameterised(
     family = LinearTaskFamily(d, n_t, n_v, s2, task_factor=np.sqrt(v) * np.eye(d))
     init = offset_init(d, offset, np.random.default_rng(5))
     est = estimate_init_error(family, m, 0.0, init, 600, seed=6)
-    assert_within_ci(finite_tasks.approximate_init_error(d, m, n_t, n_v, s2, v, offset, 0.0), est, "E‖ω* − w₀‖²")
-    assert finite_tasks.approximate_init_error(7, 3, 5, 2, s2, v, offset, 0.0) is None  # d = m·n_v + 1
+    sets = finite_tasks.TaskSets(d, m, n_t, n_v, s2, v)
+    assert_within_ci(finite_tasks.approximate_init_error(sets, offset, 0.0), est, "E‖ω* − w₀‖²")
+    assert finite_tasks.approximate_init_error(finite_tasks.TaskSets(7, 3, 5, 2, s2, v), offset, 0.0) is None
 
 
 @pytest.mark.parametrize("check", REGISTRY["finite_tasks"], ids=lambda c: c.name)

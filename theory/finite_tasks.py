@@ -30,11 +30,32 @@ above is within about 1.5% of 10,000-run Monte-Carlo means over α_t ∈ [-1.8, 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from theory.ground.errors import ParameterError, require_int, require_real
 from theory.shallow_maml import post_adaptation_loss, quadratic_coefficients
 from theory.task_family import LinearTaskFamily
+
+
+@dataclass(frozen=True)
+class TaskSets:
+    """The training setting of the module doc, validated once: m tasks w_i = w₀ + u_i, u_i ~ N(0, V·I_d), each with
+    n_t support and n_v query points, Σx = I, label noise s² (what the approximation and the samplers take)."""
+
+    dim: int  # d
+    tasks: int  # m
+    train_support: int  # n_t
+    train_query: int  # n_v
+    noise_var: float = 0.0  # s²
+    task_var: float = 0.0  # V
+
+    def __post_init__(self):
+        for name in ("dim", "tasks", "train_support", "train_query"):
+            require_int(name, getattr(self, name), 1)
+        for name in ("noise_var", "task_var"):
+            require_real(name, getattr(self, name), 0.0)
 
 
 def maml_least_squares(x_support, y_support, x_query, y_query, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -104,11 +125,10 @@ def best_test_step(family: LinearTaskFamily, omegas) -> tuple[float, float]:
     return float(a1 / a2), float(0.5 * (a0 - a1**2 / a2) + 0.5 * family.noise_var)
 
 
-def approximate_init_error(dim: int, tasks: int, train_support: int, train_query: int, noise_var: float,
-                           task_var: float, init_offset: float, train_alpha: float) -> float | None:
+def approximate_init_error(sets: TaskSets, init_offset: float, train_alpha: float) -> float | None:
     """The approximation of E‖ω* − w₀‖² in the module doc (None unless d > m·n_v + 1: not derived there)."""
-    d, n_v, n_t = dim, train_query, train_support
-    big_n = tasks * n_v
+    d, n_v, n_t, task_var, noise_var = sets.dim, sets.train_query, sets.train_support, sets.task_var, sets.noise_var
+    big_n = sets.tasks * n_v
     if d <= big_n + 1:
         return None
     a = train_alpha

@@ -67,6 +67,11 @@ class FiniteTasksConfig:
         require_int("runs", self.runs, 2)
         require_int("seed", self.seed, 0, 2**32 - 1)
 
+    def task_sets(self) -> finite_tasks.TaskSets:
+        """The training setting (theory.finite_tasks.TaskSets) of these options."""
+        return finite_tasks.TaskSets(self.dim, self.tasks, self.train_support, self.train_query, self.noise_var,
+                                     self.task_var)
+
     def family(self):
         """The test tasks (Σx = I, w ~ N(0, V·I), n_r support points): what the exact test loss is taken over."""
         return finite_tasks.evaluation_family(self.dim, self.test_support, self.noise_var, self.task_var)
@@ -89,8 +94,7 @@ def _solutions(config: FiniteTasksConfig, alphas, progress: bool = False):
     sizes = _chunk_sizes(config)
     with tqdm(total=len(sizes) * len(alphas), desc="α_t × training sets", disable=not progress, leave=False) as bar:
         for size in sizes:
-            data = sample_training_sets(config.dim, config.tasks, config.train_support,
-                                                     config.train_query, config.noise_var, config.task_var, size, rng)
+            data = sample_training_sets(config.task_sets(), size, rng)
             for alpha in alphas:
                 yield alpha, finite_tasks.meta_trained_init(**data, alpha=alpha, init=init)
                 bar.update()
@@ -117,9 +121,7 @@ def run(config: FiniteTasksConfig, progress: bool = False) -> dict:
     for alpha in config.train_alpha:
         error = Estimate.from_samples(values["init_error"][alpha])
         loss = Estimate.from_samples(values["test_loss"][alpha])
-        approx = finite_tasks.approximate_init_error(config.dim, config.tasks, config.train_support,
-                                                     config.train_query, config.noise_var, config.task_var,
-                                                     config.init_offset, alpha)
+        approx = finite_tasks.approximate_init_error(config.task_sets(), config.init_offset, alpha)
         rows.append({"train_alpha": alpha, "init_error": error.mean, "init_error_ci95": error.ci95,
                      "test_loss": loss.mean, "test_loss_ci95": loss.ci95,
                      "init_error_approximation": approx,
