@@ -9,19 +9,9 @@ PY ?= .venv/bin/python
 DEVICE ?= cuda
 DATA ?= data
 ITERATIONS ?= 60000
-DATASETS := omniglot cifarfs mini-imagenet
-METHODS := maml anil
-VARIANTS := plain linnet kfo
-DEPTHS := 2 4
-
-flags_plain :=
-flags_linnet := --linnet-layers 2
-flags_kfo := --kfo
-shots_omniglot := 1
-shots_cifarfs := 5
-shots_mini-imagenet := 5
-
-RUNS := $(foreach d,$(DATASETS),$(foreach m,$(METHODS),$(foreach v,$(VARIANTS),$(foreach L,$(DEPTHS),$(d)-5w$(shots_$(d))s-$(m)-$(v)-d$(L)))))
+# The run grid is declared once, in simulations/experiments/vision_grid.py: scripts/paper_runs.py lists the
+# runs and prints each one's `paper_repro.py vision` options.
+RUNS := $(shell $(PY) scripts/paper_runs.py --list)
 
 .PHONY: all list $(RUNS)
 all: $(RUNS)
@@ -30,8 +20,5 @@ list:
 
 $(RUNS):
 	@mkdir -p runs
-	$(PY) paper_repro.py vision --dataset $(word 1,$(subst -5w, ,$@)) --data-root $(DATA) --ways 5 \
-	  --shots $(shots_$(word 1,$(subst -5w, ,$@))) --method $(word 3,$(subst -, ,$(subst mini-imagenet,mini_imagenet,$@))) \
-	  $(flags_$(word 4,$(subst -, ,$(subst mini-imagenet,mini_imagenet,$@)))) \
-	  --depth $(subst d,,$(word 5,$(subst -, ,$(subst mini-imagenet,mini_imagenet,$@)))) \
-	  --iterations $(ITERATIONS) --device $(DEVICE) --checkpoint runs/$@.pt --json > runs/$@.json
+	$(PY) paper_repro.py vision $$($(PY) scripts/paper_runs.py --command --only $@ --data-root $(DATA) \
+	  --iterations $(ITERATIONS) --device $(DEVICE) --out runs) --json > runs/$@.json

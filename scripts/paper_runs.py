@@ -49,6 +49,8 @@ class PaperRunsConfig(Threads):
     workers: int = option(1, "processes of the LocalCluster started here (each computes one run at a time)")
     scheduler: str | None = option(None, "address of a running Dask scheduler (e.g. tcp://host:8786)")
     list: bool = option(False, "print the run names, one a line, and exit")
+    command: bool = option(False, "print each selected run's `paper_repro.py vision` options, one run a line, and "
+                                  "exit (what paper_runs.mk runs)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -124,7 +126,25 @@ def main(argv: list[str] | None = None) -> int:
     if config.list:
         print("\n".join(runs(config)))
         return 0
+    if config.command:
+        print("\n".join(" ".join(vision_options(c)) for c in runs(config).values()))
+        return 0
     return submit(config)
+
+
+def vision_options(config: VisionConfig) -> list[str]:
+    """The `paper_repro.py vision` options that give ``config`` (the fields that differ from their defaults)."""
+    import dataclasses
+
+    from theory.ground.options import flag_of
+
+    out = []
+    for field in dataclasses.fields(VisionConfig):
+        value = getattr(config, field.name)
+        if value == field.default:
+            continue
+        out += [flag_of(field)] if value is True else [flag_of(field), str(value)]
+    return out
 
 
 if __name__ == "__main__":

@@ -35,6 +35,22 @@ def test_the_run_names_are_those_of_the_makefile(capsys):
     assert capsys.readouterr().out.split() == made and len(made) == 36
 
 
+def test_the_makefile_runs_each_configuration_of_the_grid(capsys):
+    """paper_runs.mk runs `paper_repro.py vision $(paper_runs.py --command --only NAME …)`: those options parse to
+    exactly the VisionConfig that paper_runs.py itself would run under that name."""
+    import paper_repro
+
+    module = _script()
+    made = subprocess.run(["make", "-n", "-f", "scripts/paper_runs.mk", "DATA=/d", "cifarfs-5w5s-anil-linnet-d2"],
+                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "paper_runs.py --command --only cifarfs-5w5s-anil-linnet-d2 --data-root /d" in made
+    for name in ("cifarfs-5w5s-anil-linnet-d2", "omniglot-5w1s-maml-kfo-d4", "mini-imagenet-5w5s-maml-plain-d2"):
+        assert module.main(["--command", "--only", name, "--data-root", "/d", "--out", "runs"]) == 0
+        _, config, _ = paper_repro.parse(["vision", *capsys.readouterr().out.split()])
+        expected = module.runs(module.PaperRunsConfig(data_root="/d", out="runs", only=(name,)))[name]
+        assert config == expected, name
+
+
 def test_bad_input_is_one_line_and_exit_2(capsys):
     for argv, flag in ((["--only", "nope"], "--only"), (["--workers", "0"], "--workers"),
                        (["--datasets", "mnist"], "--datasets")):

@@ -12,8 +12,8 @@ from simulations.statistics import mean_ci95
 from simulations.vision.datasets import load_pool
 from theory.ground.errors import DatasetError, DivergenceError
 
-# The vision run grid, declared once: figure 7 and scripts/paper_runs.py (whose run names scripts/paper_runs.mk
-# repeats for make; tests/test_paper_runs.py holds the two lists equal).
+# The vision run grid, declared once: figure 7 and scripts/paper_runs.py, from which scripts/paper_runs.mk takes
+# its run names and each run's options.
 METHODS = ("maml", "anil")
 REMEDIES = {"plain": {}, "LinNet": {"linnet_layers": 2}, "KFO": {"kfo": True}}  # name -> VisionConfig fields
 DEPTHS = {"2-block": 2, "4-block": 4}
