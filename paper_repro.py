@@ -32,7 +32,7 @@ from typing import NamedTuple
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from theory.ground.errors import DatasetError, DivergenceError, ParameterError, UsageError
-from theory.ground.options import Output, add_options, config_from_args, flags, takes_value
+from theory.ground.options import Output, add_options, config_from_args, flag_of, flags, takes_value
 
 
 class Command(NamedTuple):
@@ -70,12 +70,13 @@ _NUMBER = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"  # an unsigned decimal number
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line (no usage dump) and exit with status 2, and which reads a value
-    starting with a minus sign as a value when it is a number or a comma-separated list of numbers
+    """argparse whose errors are one line (no usage dump) and exit with status 2, which takes no abbreviation of an
+    option (``--di 3`` is not ``--dim 3``: a future option could change what an old command means), and which reads
+    a value starting with a minus sign as a value when it is a number or a comma-separated list of numbers
     (``--train-alpha -0.6,0,0.6``; argparse's own test takes only a single plain negative number)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, allow_abbrev=False, **kwargs)
         self._negative_number_matcher = re.compile(rf"^-{_NUMBER}(,\s*-?{_NUMBER})*$")
 
     def error(self, message: str):
@@ -126,11 +127,22 @@ def build_configs(classes: list[type], argv: list[str], prog: str, description: 
     parser = Parser(prog=prog, description=description)
     for config in classes:
         add_options(parser, config)
+    _refuse_repeats(argv, classes)
     args = parser.parse_args(argv)
     try:
         return [config_from_args(config, args) for config in classes]
     except ParameterError as err:
         raise option_error(err, *classes) from None
+
+
+def _refuse_repeats(argv: list[str], classes: list[type]) -> None:
+    """An option given twice is an error (argparse would keep the last value silently), unless it is one of the
+    options given once per element (``--group``)."""
+    repeatable = {flag_of(f) for config in classes for f in fields(config) if f.metadata.get("repeat")}
+    options = [token.split("=", 1)[0] for token in argv if token.startswith("--") and token != "--"]
+    for option in options:
+        if options.count(option) > 1 and option not in repeatable:
+            raise UsageError(f"argument {option}: given more than once (give each option once)")
 
 
 def parse(argv: list[str]) -> tuple[str, object, Output]:

@@ -187,6 +187,13 @@ BAD_INPUT = [  # (argv, the flag the message must name, words of the range descr
     (["explore", "--theory-only", "--dim", "2", "--input-spectrum", "1,1,1"], "--input-spectrum", "exactly d = 2"),
     (["explore", "--theory-only", "--task-var", "0"], "--task-var", "> 0"),
     (["explore", "--theory-only", "--mean-norm", "-1"], "--mean-norm", ">= 0"),
+    # a repeated option once kept its last value silently; an abbreviation was taken for the option it began
+    (["explore", "--theory-only", "--dim", "3", "--dim", "4"], "--dim", "given more than once"),
+    (["explore", "--theory-only", "--dim=3", "--dim", "4"], "--dim", "given more than once"),
+    (["--only", "1", "--only", "6"], "--only", "given more than once"),
+    (["compare", "figures/generated", "--against", "a", "--against", "b"], "--against", "given more than once"),
+    (["explore", "--theory-only", "--di", "3"], "--di", "unrecognized"),
+    (["--onl", "6"], "--onl", "unrecognized"),
 ]
 
 
@@ -446,3 +453,10 @@ def test_verify_text_table_ends_with_the_counts():
     checks = [Check("a.x", "s", 1.0, 1.0, "rule", True, "identity", 0.0),
               Check("a.y", "s", 1.0, 2.0, "rule", False, "interval", 3.0)]
     assert format_checks(checks).splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_an_option_given_once_per_element_may_repeat():
+    """--group is the one option given once per element; repeating it is how several groups are given."""
+    command, config, _ = paper_repro.parse(["fixed-points", "--group", "prob=0.5,input-var=1,task-mean=1",
+                                            "--group", "prob=0.5,input-var=2,task-mean=0"])
+    assert command == "fixed-points" and len(config.groups) == 2
