@@ -11,6 +11,7 @@
   python paper_repro.py vision ...      few-shot image classification (MAML/ANIL ± LinNet ± KFO)
   python paper_repro.py finite-tasks    MAML on a finite task set: the best training step is negative
   python paper_repro.py fixed-points ... MAML, FO-MAML, Reptile and ERM fixed points (--group …)
+  python paper_repro.py app ...         the explorer: sliders in the browser (--port, --no-browser, --export)
 
 Options go after the subcommand; options with no subcommand are the figures' (`--full --only 1,4`).
 Each subcommand's options are the fields of its config dataclass (theory.ground.options), and its
@@ -63,6 +64,7 @@ COMMANDS = {
     "fixed-points": Command("simulations.experiments.fixed_points", "FixedPointsConfig",
                             "fixed points of MAML, FO-MAML, Reptile and ERM on tasks of different hardness",
                             prints_json=True),
+    "app": Command("figures.app", "AppConfig", "the explorer: the failure mode under sliders, in the browser"),
 }
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
+from simulations.model_names import MODEL_NAMES, parse_models  # noqa: F401  (the names, torch-free; re-exported)
 from simulations.models import add_linear_layers, deep_linear, linnet, shallow_linear
 from theory.ground.errors import ParameterError
-
-MODEL_NAMES = ("shallow", "deep", "linnet", "kfo", "deep-kfo", "linnet-kfo", "deep-linnet")
 
 
 @dataclass(frozen=True)
@@ -28,15 +27,6 @@ class ZooSpec:
     width: int = 64  # hidden width of the deep model
     linnet_layers: int = 2  # identity-initialised layers LinNet adds before the output
     kfo_form: str = "linear"  # "linear", "psd" or "nonlinear" (simulations.kfo)
-
-
-def parse_models(text: str) -> tuple[str, ...]:
-    """'shallow,deep-kfo' -> ('shallow', 'deep-kfo'); unknown names raise ParameterError('models')."""
-    names = tuple(part.strip() for part in str(text).split(",") if part.strip())
-    unknown = [n for n in names if n not in MODEL_NAMES]
-    if unknown or not names or len(set(names)) != len(names):
-        raise ParameterError("models", text, f"a comma-separated list of distinct names from {','.join(MODEL_NAMES)}")
-    return names
 
 
 def build_model(name: str, spec: ZooSpec, seed: int = 0, dtype=torch.float64):

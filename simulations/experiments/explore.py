@@ -9,19 +9,22 @@ and (unless theory_only) meta-trains each named model (simulations.model_zoo: sh
 LinNet, each optionally with KFO) with functional MAML and evaluates it on fresh tasks.
 For classification (y = sign(w_τᵀx), logistic loss) no closed form exists: theory values are
 None and the default step is 0.5. ``format_report`` is the text the command line prints.
+
+The theory half imports no torch (the simulation half imports it when it runs; the depth-2 optimum search of
+theory.depth2_maml imports it for autograd), so the explorer app (figures/explorer.py) evaluates
+``explore_theory`` in a torch-free process, in its two halves: ``closed_forms`` (milliseconds) and
+``searched_theory`` (ANIL's and depth-2's optimum at width h, the Bayes floor: up to seconds).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simulations.experiments.settings import CLASSIFICATION_ALPHA, PAPER
-from simulations.maml import InnerLoop
-from simulations.model_zoo import MODEL_NAMES, ZooSpec, build_model, parse_models
-from simulations.tasks import sample_classification_tasks, sample_regression_tasks
-from simulations.training import evaluate, meta_train
+from simulations.model_names import MODEL_NAMES, parse_models
 from theory import shallow_maml
 from theory.anil_width import anil_best_post_loss
 from theory.bayes_floor import bayes_optimal_loss
@@ -30,6 +33,9 @@ from theory.ground.errors import DivergenceError, NoClosedForm, ParameterError, 
 from theory.ground.options import Threads, flags, option, parse_support
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
+
+if TYPE_CHECKING:
+    from simulations.model_zoo import ZooSpec
 
 TASKS = ("regression", "classification")
 
@@ -164,12 +170,28 @@ class ExploreConfig(Threads):
 
 def explore_theory(config: ExploreConfig) -> dict:
     """Closed forms at θ* = μ: pre-adaptation loss, shallow loss at α after k steps, its optimal α and best
-    loss, the best preconditioned step; each None where no closed form exists, with the reason in "notes"."""
+    loss, the best preconditioned step, ANIL's and depth-2's best at width h, the Bayes floor; each None where no
+    closed form exists, with the reason in "notes" (``closed_forms``, then ``searched_theory``)."""
     family = config.family()
     alpha = resolve_alpha(config, family)
     if config.task == "classification":
         reason = "no closed form for the logistic loss (the regression theory explains the mechanism)"
         return {"alpha": alpha, **dict.fromkeys(THEORY_KEYS), "notes": dict.fromkeys(THEORY_KEYS, reason)}
+    fast, slow = closed_forms(config, family), searched_theory(config, family)
+    return joined_theory(fast, slow)
+
+
+def joined_theory(fast: dict, slow: dict) -> dict:
+    """closed_forms' and searched_theory's dicts as one, in explore --json's order: the values, then "notes"."""
+    values = {k: v for half in (fast, slow) for k, v in half.items() if k != "notes"}
+    return {**values, "notes": {**fast["notes"], **slow["notes"]}}
+
+
+def closed_forms(config: ExploreConfig, family: LinearTaskFamily | None = None) -> dict:
+    """The cheap half of explore_theory (regression): {"alpha", the pre-adaptation loss, the optimal
+    preconditioner's best loss, the shallow loss at α after k steps, α*_k and the best k-step loss, "notes"}."""
+    family = config.family() if family is None else family
+    alpha = resolve_alpha(config, family)
     theta = shallow_maml.maml_optimal_init(family)
     quantities = {
         "pre_adaptation_loss": lambda: shallow_maml.pre_adaptation_loss(family, theta),
@@ -184,7 +206,16 @@ def explore_theory(config: ExploreConfig) -> dict:
             out[key] = float(compute())
         except NoClosedForm as err:
             out[key], notes[key] = None, str(err)
-    out.update(_deep_theory(config, family, alpha, notes))
+    return {**out, "notes": notes}
+
+
+def searched_theory(config: ExploreConfig, family: LinearTaskFamily | None = None) -> dict:
+    """The costly half of explore_theory (regression): ANIL's and depth-2 MAML's best at width h (numerical
+    searches where no closed form exists; the depth-2 one imports torch) and the Bayes floor (exact, by
+    quadrature, or Monte-Carlo with its 95% interval), with "notes" saying which."""
+    family = config.family() if family is None else family
+    notes = {}
+    out = _deep_theory(config, family, resolve_alpha(config, family), notes)
     floor = bayes_optimal_loss(family, seed=config.seed)
     out.update(bayes_optimal_loss=floor.value, bayes_optimal_loss_ci95=floor.ci95,
                bayes_optimal_loss_method=floor.method)
@@ -233,11 +264,18 @@ def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
 
 
 def zoo_spec(config: ExploreConfig) -> ZooSpec:
+    from simulations.model_zoo import ZooSpec
+
     return ZooSpec(config.dim, config.depth, config.width, config.linnet_layers, config.kfo_form)
 
 
 def explore_simulation(config: ExploreConfig, progress: bool = False) -> dict:
     """Meta-train each model with functional MAML; pre/post-adaptation losses on fresh tasks."""
+    from simulations.maml import InnerLoop  # torch: imported when a simulation runs, never for the theory
+    from simulations.model_zoo import build_model
+    from simulations.tasks import sample_classification_tasks, sample_regression_tasks
+    from simulations.training import evaluate, meta_train
+
     family = config.family()
     classify = config.task == "classification"
     inner = InnerLoop(resolve_alpha(config, family), config.steps, loss="logistic" if classify else "squared")
