@@ -68,6 +68,23 @@ def test_curves_pass_through_the_optimum():
         assert 0 < curve["optimal_alpha"] < panel["alpha_max"]
 
 
+@pytest.mark.parametrize("controls", SETTINGS[1:4], ids=["monte-carlo", "power-laws", "K-inf"])
+def test_the_panels_draw_pending_and_done(controls):
+    """Panel 1 and the table with the searched half pending, then done; panel 2 where K is finite."""
+    from figures import explorer_plots as xp
+
+    config = ex.config_of(controls)
+    for searched in (None, searched_theory(config)):
+        theory = ex.full_theory(config, searched)
+        xp.plt.close(xp.loss_figure(ex.panel_one(config), theory))
+        table = xp.table_html(theory)
+        assert ("pending" in table) == (searched is None)
+        assert f"{theory['shallow_best_post_loss']:.6f}" in table
+    if not math.isinf(config.support):
+        grid = ex.phase_grid(config.support, config.noise_var / config.effective_task_var)
+        xp.plt.close(xp.phase_figure(grid, ex.phase_point(config)))
+
+
 def test_the_searched_half_comes_from_a_child_process():
     """Searches: pending at first, then searched_theory's very dict, computed in a process of its own."""
     config = ex.config_of(ex.Controls(dim=30))
@@ -210,6 +227,17 @@ def test_in_a_real_browser_changing_d_shows_the_closed_form(tmp_path):
                 assert _shown_theory(page)["shallow_best_post_loss"] == expected
                 cell = page.locator("#explorer-numbers td[data-key='shallow_best_post_loss']")
                 assert cell.inner_text().strip() == f"{expected:.6f}"
+                rank = page.locator("input[aria-label*='r (subspace rank)']")  # bad input: r > d
+                rank.fill("90")
+                rank.press("Enter")
+                with pytest.raises(ParameterError) as caught:
+                    ex.config_of(ex.Controls(dim=80, rank=90))
+                page.get_by_text(ex.error_line(caught.value)).first.wait_for(timeout=60_000)
+                rank.fill("2")  # and the app goes on
+                rank.press("Enter")
+                page.wait_for_function("document.querySelector('#explore-json').innerText.startsWith('{')",
+                                       timeout=60_000)
+                assert _shown_theory(page)["shallow_best_post_loss"] == expected
                 page.wait_for_function("!document.querySelector('#explorer-numbers').innerText.includes('pending')",
                                        timeout=90_000)  # the searched half arrives without a reload
                 page.screenshot(path=str(shot), full_page=True)
