@@ -11,6 +11,7 @@
   python paper_repro.py vision ...      few-shot image classification (MAML/ANIL ± LinNet ± KFO)
   python paper_repro.py finite-tasks    MAML on a finite task set: the best training step is negative
   python paper_repro.py fixed-points ... MAML, FO-MAML, Reptile and ERM fixed points (--group …)
+  python paper_repro.py dynamics ...   how meta-training gets there: exact gradient-flow curves (--model …)
   python paper_repro.py app ...         the explorer: sliders in the browser (--port, --no-browser, --export)
 
 Options go after the subcommand; options with no subcommand are the figures' (`--full --only 1,4`).
@@ -33,7 +34,16 @@ from typing import NamedTuple
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from theory.ground.errors import DatasetError, DivergenceError, ParameterError, UsageError
-from theory.ground.options import Output, add_options, config_from_args, flag_of, flags, takes_value
+from theory.ground.options import (
+    Output,
+    add_options,
+    config_from_args,
+    flag_of,
+    flags,
+    given_flags,
+    refuse_ignored,
+    takes_value,
+)
 
 
 class Command(NamedTuple):
@@ -64,6 +74,9 @@ COMMANDS = {
     "fixed-points": Command("simulations.experiments.fixed_points", "FixedPointsConfig",
                             "fixed points of MAML, FO-MAML, Reptile and ERM on tasks of different hardness",
                             prints_json=True),
+    "dynamics": Command("simulations.experiments.dynamics", "DynamicsConfig",
+                        "how meta-training gets there: the exact gradient-flow curve of shallow MAML, ANIL, depth 2",
+                        prints_json=True),
     "app": Command("figures.app", "AppConfig", "the explorer: the failure mode under sliders, in the browser"),
 }
 
@@ -108,13 +121,26 @@ def _split(argv: list[str]) -> tuple[str, list[str]]:
         i = 0
         while i < len(argv):
             if argv[i] in COMMANDS:
-                option = next(a for a in argv[:i] if a.startswith("-")).split("=")[0]
-                raise UsageError(f"argument {option}: options go after the subcommand: "
-                                 f"paper_repro.py {argv[i]} {' '.join(argv[:i])}")
+                _misplaced(argv[i], argv[:i])
             i += 2 if argv[i] in with_value else 1
         return "figures", argv
     _top_parser().parse_args(argv)  # help (exit 0) or an unknown subcommand (UsageError)
     raise AssertionError("unreachable")
+
+
+def _misplaced(command: str, before: list[str]) -> None:
+    """UsageError for options given before ``command``: move them after it, or, where ``command`` has no such
+    option, say so (``--only=3 verify`` is not ``verify --only=3``, which verify does not take)."""
+    given = [a.split("=", 1)[0] for a in before if a.startswith("-")]
+    own = set(flags(*config_classes(command)).values())
+    foreign = [option for option in given if option not in own]
+    if foreign:
+        figures = flags(*config_classes("figures")).values()
+        whose = "an option of the figures, not" if foreign[0] in figures else "not an option"
+        raise UsageError(f"argument {foreign[0]}: {whose} of {command} (options go after the subcommand; "
+                         f"paper_repro.py {command} --help lists its options)")
+    raise UsageError(f"argument {given[0]}: options go after the subcommand: "
+                     f"paper_repro.py {command} {' '.join(before)}")
 
 
 def option_error(err: ParameterError, *configs) -> UsageError:
@@ -132,16 +158,19 @@ def build_configs(classes: list[type], argv: list[str], prog: str, description: 
     _refuse_repeats(argv, classes)
     args = parser.parse_args(argv)
     try:
-        return [config_from_args(config, args) for config in classes]
+        built = [config_from_args(config, args) for config in classes]
     except ParameterError as err:
         raise option_error(err, *classes) from None
+    for config in built:
+        refuse_ignored(config, set(given_flags(argv)))
+    return built
 
 
 def _refuse_repeats(argv: list[str], classes: list[type]) -> None:
     """An option given twice is an error (argparse would keep the last value silently), unless it is one of the
     options given once per element (``--group``)."""
     repeatable = {flag_of(f) for config in classes for f in fields(config) if f.metadata.get("repeat")}
-    options = [token.split("=", 1)[0] for token in argv if token.startswith("--") and token != "--"]
+    options = given_flags(argv)
     for option in options:
         if options.count(option) > 1 and option not in repeatable:
             raise UsageError(f"argument {option}: given more than once (give each option once)")

@@ -35,9 +35,15 @@ def connect(workers: int, scheduler: str | None) -> Client:
     """A client of the scheduler at ``scheduler``, or of a new LocalCluster of ``workers`` processes."""
     if scheduler is not None:
         try:
-            return Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="20s")
         except (OSError, ValueError, TypeError) as err:
             raise UsageError(f"argument --scheduler: cannot reach {scheduler!r}: {err}") from None
+        try:
+            require_project(client, scheduler)
+        except BaseException:
+            client.close()
+            raise
+        return client
     dask_default = str(dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_", default=""))
     # Dask also writes its pre-spawn values into this process's os.environ (they stay after a cluster closes), so
     # a value left by an earlier cluster here would reach the new workers anyway: drop it while they start
@@ -53,6 +59,29 @@ def connect(workers: int, scheduler: str | None) -> Client:
         if left_over is not None:
             os.environ["MALLOC_TRIM_THRESHOLD_"] = left_over
     return Client(cluster, set_as_default=False)
+
+
+PACKAGES = ("theory", "simulations", "figures")  # what the scheduler (it unpickles the task graph) and workers import
+
+
+def require_project(client: Client, scheduler: str) -> None:
+    """UsageError, one line naming the fix, unless the scheduler and every worker of ``client`` can import this
+    repository's packages: Dask's scheduler unpickles each task (and with it the figures' unit classes), so a
+    scheduler started without the repository on its path fails every task with a 40-line traceback."""
+    def missing() -> list[str]:  # defined here, so pickled by value: runs where the repository is not importable
+        import importlib.util
+
+        return [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+
+    where = {"the scheduler": client.run_on_scheduler(missing), **client.run(missing)}
+    lacking = {place: names for place, names in where.items() if names}
+    if lacking:
+        place, names = next(iter(lacking.items()))
+        place = place if place == "the scheduler" else f"the worker at {place}"
+        root = Path(__file__).resolve().parent.parent
+        raise UsageError(f"argument --scheduler: {place} of {scheduler} cannot import {', '.join(names)}: start "
+                         f"`dask scheduler` and every `dask worker` with PYTHONPATH={root} (a checkout of the "
+                         "same commit; README, \"Every core, or a cluster\")")
 
 
 def worker_environment() -> dict:

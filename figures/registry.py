@@ -40,8 +40,9 @@ from figures import (
 )
 from figures.checkpoint import UnitCheckpoint, run_units
 from figures.common import save_figure, write_csv
+from theory.ground import paths
 from theory.ground.atomic_io import atomic_write_json
-from theory.ground.errors import ParameterError, UsageError, require_int
+from theory.ground.errors import ParameterError, UsageError, require_int, require_seed
 from theory.ground.options import Threads, flags, option
 
 FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss_surface),
@@ -136,6 +137,12 @@ class FigureJob:
         return [json_path, self.stem.with_suffix(".csv"), *save_figure(self.module.plot(results), self.stem)]
 
 
+def output_names(number: int) -> list[str]:
+    """The files figure ``number`` writes (or replaces) in its output folder, its unit checkpoint included."""
+    stem = f"fig{number}_{FIGURES[number][0]}"
+    return [*(stem + suffix for suffix in (".json", ".csv", ".pdf", ".png")), f".{stem}.partial.json"]
+
+
 def compute(module, config, seed: int = 0, progress=None) -> dict:
     """A figure's results in this process: its experiment's units one after another (through ``progress``: a
     UnitCheckpoint, a tqdm bar or None), then assembled."""
@@ -193,7 +200,7 @@ class FiguresConfig(Threads):
     only: tuple[int, ...] | None = option(None, "figure numbers to make, e.g. 1,4 (all when not given)",
                                           choices=sorted(FIGURES))
     seed: int = option(0, "base seed: the same seed writes the same CSVs")
-    out: str = option("figures/generated", "output folder for the figures and their data")
+    out: str = option("figures/generated", "output folder for the figures and their data", path="folder")
     replot: bool = option(False, "re-plot from the cached JSON results instead of computing them")
     data_root: str | None = option(None, "folder with Omniglot, CIFAR-FS and mini-ImageNet for figure 7 "
                                          "(digits, always drawn, needs none)")
@@ -205,7 +212,7 @@ class FiguresConfig(Threads):
 
     def __post_init__(self):
         super().__post_init__()
-        require_int("seed", self.seed, 0, 2**31 - 1)
+        require_seed("seed", self.seed)
         if self.workers is not None:
             require_int("workers", self.workers, 1, 2**31 - 1)
         if self.scheduler is not None and self.workers is not None and self.workers > 1:
@@ -214,6 +221,7 @@ class FiguresConfig(Threads):
         if self.only is not None and (not self.only or any(n not in FIGURES for n in self.only)):
             raise ParameterError("only", ",".join(map(str, self.only)),
                                  f"comma-separated figure numbers (valid: {','.join(map(str, sorted(FIGURES)))})")
+        paths.not_folders("out", [Path(self.out) / name for n in self.only or FIGURES for name in output_names(n)])
 
     @property
     def local_workers(self) -> int:

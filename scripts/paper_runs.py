@@ -45,7 +45,7 @@ class PaperRunsConfig(Threads):
     iterations: int = option(60_000, "meta-steps per run (paper_runs.mk's ITERATIONS)")
     eval_tasks: int = option(600, "test episodes per run (the literature's 600)")
     device: str = option("cuda", "torch device of every run (paper_runs.mk's DEVICE)")
-    out: str = option("runs", "folder of the checkpoints <name>.pt and the reports <name>.json")
+    out: str = option("runs", "folder of the checkpoints <name>.pt and the reports <name>.json", path="folder")
     workers: int = option(1, "processes of the LocalCluster started here (each computes one run at a time)")
     scheduler: str | None = option(None, "address of a running Dask scheduler (e.g. tcp://host:8786)")
     list: bool = option(False, "print the run names, one a line, and exit")

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 import paper_repro
-from figures.registry import FIGURES, FiguresConfig
+from figures.registry import FiguresConfig
+from tests.bad_input import BAD_INPUT
 from tests.helpers import assert_close
 from theory import preconditioned_maml, shallow_maml
 from theory.bayes_floor import bayes_optimal_loss
@@ -29,8 +30,8 @@ from theory.fixed_points import TaskGroup
 from theory.ground.options import flag_of
 from theory.task_family import LinearTaskFamily
 
-VALID_FIGURES = "valid: " + ",".join(map(str, sorted(FIGURES)))
-
+TABLE_COMMANDS = ("figures", "compare", "verify", "explore", "bench", "formulas", "vision", "finite-tasks",
+                     "fixed-points")  # the subcommands tests/bad_input.py covers (newer ones add their own rows)
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_TOL = 1e-12  # float64: the CLI prints the very closed forms recomputed here
 TINY = ["--dim", "10", "--support", "5", "--rank", "2", "--iterations", "150", "--eval-tasks", "400",
@@ -98,13 +99,17 @@ def test_every_option_reaches_the_config(command, config, name):
     positional = [f for k in paper_repro.config_classes(command) for f in dataclasses.fields(k)
                   if f.metadata.get("positional")]
     given = args if field in positional else [flag_of(field), *args]  # a positional argument has no flag
+    needed = field.metadata.get("only_with")  # the mode in which the option means something (--runs: --simulate)
+    if needed is not None:
+        other = next(f for f in dataclasses.fields(config) if f.name == needed)
+        given += [flag_of(other), *_non_default(other, typing.get_type_hints(config)[needed])[0]]
     required = [str(f.default) for f in positional if f is not field]  # the others, at their (dataclass) default
     parsed_command, built, output = paper_repro.parse([command, *required, *given])
     assert parsed_command == command
     target = output if config is paper_repro.Output else built
     assert isinstance(target, config)
     assert getattr(target, name) == expected
-    others = [f.name for f in dataclasses.fields(config) if f.name != name]
+    others = [f.name for f in dataclasses.fields(config) if f.name not in (name, needed)]
     assert all(getattr(target, n) == getattr(config(), n) for n in others), "another field changed"
 
 
@@ -119,10 +124,14 @@ MISPLACED = [  # options before the subcommand name were silently ignored once
     (["--seed", "5", "explore"], "--seed", "paper_repro.py explore --seed 5"),
     (["--threads", "3", "bench"], "--threads", "paper_repro.py bench --threads 3"),
     (["--seed", "7", "vision"], "--seed", "paper_repro.py vision --seed 7"),
-    (["--out", "X", "formulas"], "--out", "paper_repro.py formulas --out X"),  # figures' folder, given too early
-    (["--only", "1", "explore"], "--only", "paper_repro.py explore --only 1"),
-    (["--full", "verify", "--scale", "0.3"], "--full", "paper_repro.py verify --full"),
     (["--json", "explore"], "--json", "paper_repro.py explore --json"),
+]
+FOREIGN = [  # options before a subcommand that does not take them: moving them after it would not help
+    (["--out", "X", "formulas"], "--out", "an option of the figures, not of formulas"),  # formulas has --output
+    (["--only", "1", "explore"], "--only", "an option of the figures, not of explore"),
+    (["--only=3", "verify"], "--only", "an option of the figures, not of verify"),
+    (["--full", "verify", "--scale", "0.3"], "--full", "an option of the figures, not of verify"),
+    (["--bogus", "verify"], "--bogus", "not an option of verify"),
 ]
 
 
@@ -132,6 +141,15 @@ def test_options_before_the_subcommand_exit_2_naming_the_option(argv, flag, hint
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"paper_repro.py: error: argument {flag}: options go after the subcommand: {hint}\n", err
+
+
+@pytest.mark.parametrize(("argv", "flag", "text"), FOREIGN, ids=[" ".join(a) for a, _, _ in FOREIGN])
+def test_an_option_the_subcommand_lacks_is_not_suggested_after_it(argv, flag, text, capsys):
+    """`--only=3 verify` once suggested `verify --only=3`, which verify does not take."""
+    assert paper_repro.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"paper_repro.py: error: argument {flag}: {text} (options go after the subcommand; "), err
 
 
 def test_threads_are_applied():
@@ -150,62 +168,33 @@ def test_formulas_out_writes_the_file(tmp_path, capsys):
     assert path.read_text().startswith("**") and "$$" in path.read_text()
 
 
-# -- bad input: exit 2, one line naming the option and its valid range -----------------------------
-BAD_INPUT = [  # (argv, the flag the message must name, words of the range description)
-    (["explore", "--dim", "0"], "--dim", ">= 1"),
-    (["explore", "--dim", "abc"], "--dim", "not an integer"),
-    (["explore", "--rank", "60"], "--rank", "<= 50"),
-    (["explore", "--noise", "-1"], "--noise", ">= 0"),
-    (["explore", "--alpha", "0"], "--alpha", "(0, 1000]"),
-    (["explore", "--alpha", "1e308", "--theory-only"], "--alpha", "(0, 1000]"),
-    (["explore", "--seed", "-1"], "--seed", ">= 0"),
-    (["--seed", "-1", "--only", "6"], "--seed", ">= 0"),
-    (["bench", "--threads", "0"], "--threads", ">= 1"),
-    (["--replot", "--only", "6", "--out", "/nonexistent/dir"], "--replot", "no cached results"),
-    (["explore", "--alpha", "nan"], "--alpha", "not a finite number"),
-    (["explore", "--support", "0"], "--support", ">= 1"),
-    (["explore", "--iterations", "-1"], "--iterations", ">= 0"),
-    (["explore", "--bogus", "1"], "--bogus", "unrecognized"),
-    (["--only", str(max(FIGURES) + 1)], "--only", VALID_FIGURES),
-    (["--only", "x"], "--only", VALID_FIGURES),
-    (["--only", ""], "--only", VALID_FIGURES),
-    (["nonsense"], "COMMAND", "invalid choice"),
-    (["explore", "--task", "ranking"], "--task", "invalid choice"),
-    (["explore", "--models", "shallow,wide"], "--models", "shallow,deep,linnet"),
-    (["bench", "--kfo-forms", "cubic"], "--kfo-forms", "linear,psd,nonlinear"),
-    (["verify", "--scale", "0.05"], "--scale", ">= 0.3"),
-    (["explore", "--support", "inf"], "--support", "inf only with --theory-only"),
-    (["explore", "--support", "many"], "--support", "not an integer or 'inf'"),
-    (["explore", "--theory-only", "--task-spectrum", "1,2"], "--task-spectrum", "exactly d = 50"),
-    (["explore", "--theory-only", "--dim", "3", "--task-spectrum", "1,-1,0"], "--task-spectrum", ">= 0"),
-    (["explore", "--theory-only", "--dim", "3", "--task-spectrum", "1,x,0"], "--task-spectrum", "not a number"),
-    (["explore", "--theory-only", "--dim", "2", "--task-spectrum", "1,1", "--rank", "1"], "--rank",
-     "not given together with --task-spectrum"),
-    (["explore", "--theory-only", "--dim", "2", "--task-spectrum", "1,1", "--task-var", "2"], "--task-var",
-     "not given together with --task-spectrum"),
-    (["explore", "--theory-only", "--dim", "2", "--input-spectrum", "1,0"], "--input-spectrum", "> 0"),
-    (["explore", "--theory-only", "--dim", "2", "--input-spectrum", "1,1,1"], "--input-spectrum", "exactly d = 2"),
-    (["explore", "--theory-only", "--task-var", "0"], "--task-var", "> 0"),
-    (["explore", "--theory-only", "--mean-norm", "-1"], "--mean-norm", ">= 0"),
-    # a repeated option once kept its last value silently; an abbreviation was taken for the option it began
-    (["explore", "--theory-only", "--dim", "3", "--dim", "4"], "--dim", "given more than once"),
-    (["explore", "--theory-only", "--dim=3", "--dim", "4"], "--dim", "given more than once"),
-    (["--only", "1", "--only", "6"], "--only", "given more than once"),
-    (["compare", "figures/generated", "--against", "a", "--against", "b"], "--against", "given more than once"),
-    (["explore", "--theory-only", "--di", "3"], "--di", "unrecognized"),
-    (["--onl", "6"], "--onl", "unrecognized"),
-]
+# -- bad input: exit 2, one line naming the option and its valid range, nothing written -------------
+def _tree(folder: Path) -> list[tuple[str, bool]]:
+    return sorted((str(p.relative_to(folder)), p.is_dir()) for p in folder.rglob("*"))
 
 
 @pytest.mark.parametrize(("argv", "flag", "valid"), BAD_INPUT, ids=[" ".join(a) for a, _, _ in BAD_INPUT])
-def test_bad_input_exits_2_with_one_line(argv, flag, valid, capsys):
-    assert paper_repro.main(argv) == 2
+def test_bad_input_exits_2_with_one_line(argv, flag, valid, tmp_path, capsys):
+    """Every row of tests/bad_input.py: exit status 2, one line on stderr naming the option and its valid range,
+    nothing on stdout, and nothing written: ``{tmp}`` (a file, an empty folder, a folder whose figure-6 checkpoint
+    name is a folder) holds the same entries afterwards."""
+    (tmp_path / "file").write_text("a regular file\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "pd" / ".fig6_phase_diagram.partial.json").mkdir(parents=True)
+    before = _tree(tmp_path)
+    assert paper_repro.main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.endswith("\n"), f"not one line: {err!r}"
     assert err.startswith("paper_repro.py: error: "), err
     assert flag in err, f"{err!r} does not name {flag}"
     assert valid in err, f"{err!r} does not describe the valid range ({valid!r})"
+    assert _tree(tmp_path) == before, "an output was left behind"
+
+
+def test_the_bad_input_table_covers_every_subcommand():
+    commands = {argv[0] if argv and argv[0] in paper_repro.COMMANDS else "figures" for argv, _, _ in BAD_INPUT}
+    assert len(BAD_INPUT) >= 120 and commands >= set(TABLE_COMMANDS), sorted(commands)
 
 
 def test_bad_input_subprocess_has_no_traceback():
@@ -460,3 +449,24 @@ def test_an_option_given_once_per_element_may_repeat():
     command, config, _ = paper_repro.parse(["fixed-points", "--group", "prob=0.5,input-var=1,task-mean=1",
                                             "--group", "prob=0.5,input-var=2,task-mean=0"])
     assert command == "fixed-points" and len(config.groups) == 2
+
+
+def test_output_paths_are_checked_without_being_created(tmp_path):
+    """Checking `--out a/b/c` (a folder the run would create) and `--output x/y.md` creates nothing: the probe file
+    in the nearest existing folder is removed at once."""
+    assert paper_repro.parse(["--only", "6", "--out", str(tmp_path / "a" / "b" / "c")])[1].out.endswith("c")
+    assert paper_repro.parse(["formulas", "--output", str(tmp_path / "x" / "y.md")])[1].output.endswith("y.md")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.5])
+def test_zero_task_variance_is_exact(noise, capsys):
+    """--task-spectrum 0,0,0 (every task is μ) once raised LinAlgError: no step lowers the loss, so α* = 0 and every
+    loss, of every model and the Bayes floor, is the pre-adaptation loss ½s²."""
+    theory = _explore_json(["--theory-only", "--dim", "3", "--task-spectrum", "0,0,0", "--noise", str(noise)],
+                           capsys)["theory"]
+    assert theory["shallow_optimal_alpha"] == 0.0 and theory["alpha"] == 0.0
+    for key in ("pre_adaptation_loss", "shallow_post_loss", "shallow_best_post_loss", "preconditioned_best_post_loss",
+                "anil_best_post_loss", "depth2_best_post_loss", "bayes_optimal_loss"):
+        assert_close(theory[key], noise / 2, IDENTITY_TOL, key)
+    assert "Σw = 0" in theory["notes"]["anil_best_post_loss"]

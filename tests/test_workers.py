@@ -5,8 +5,13 @@ a rerun submits only the rest, and bad option combinations exit with status 2 an
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
@@ -18,6 +23,7 @@ from figures.checkpoint import UnitCheckpoint
 from figures.registry import FIGURES, FiguresConfig, run, run_figure
 from tests.test_figures import TINY
 
+ROOT = Path(__file__).resolve().parent.parent
 NUMBERS = (2, 8)  # tiny profiles with units of different kinds (two SGD paths; closed forms and meta-training)
 
 
@@ -175,3 +181,66 @@ def test_local_cluster_leaves_port_8787_alone():
         local.close()
     finally:
         holder.close()
+
+
+# -- an existing cluster, started as the README says: `dask scheduler` and `dask worker` as their own processes ----
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _dask_cluster(cwd: Path, pythonpath: str | None, workers: int):
+    """`dask scheduler` and `dask worker ADDRESS --nthreads 1 --nworkers N` as separate processes started in
+    ``cwd`` (with PYTHONPATH set or not, as a user would), their address once every worker has joined."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    dask = [str(Path(sys.executable).parent / "dask")]  # the venv's command line, as a user runs it
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                 "--no-dashboard"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)]
+    try:
+        started.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1", "--nworkers", str(workers),
+                                         "--no-dashboard"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address
+    finally:
+        for process in reversed(started):  # the workers first: they would try to reconnect to a closed scheduler
+            process.terminate()
+        for process in reversed(started):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_an_existing_cluster_started_as_the_readme_says_writes_the_serial_bytes(serial, tmp_path, monkeypatch):
+    """README's commands (PYTHONPATH=<repository> for `dask scheduler` and `dask worker`, started elsewhere than the
+    repository): figure 8's tiny profile through --scheduler equals the serial run byte for byte (CSV)."""
+    _tiny(monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with _dask_cluster(elsewhere, str(ROOT), workers=2) as address:
+        written = run(FiguresConfig(only=(8,), out=str(tmp_path / "out"), scheduler=address))
+    _same_as_serial(written, {8: serial[8]})
+
+
+def test_a_cluster_that_cannot_import_the_repository_is_one_line(tmp_path, capsys):
+    """Without PYTHONPATH the scheduler cannot unpickle a unit (ModuleNotFoundError: figures): one line naming the fix,
+    exit status 2, before any unit is submitted, and nothing written."""
+    with _dask_cluster(tmp_path, None, workers=1) as address:
+        assert paper_repro.main(["--only", "6", "--out", str(tmp_path / "out"), "--scheduler", address]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"paper_repro.py: error: argument --scheduler: the scheduler of {address} cannot import "
+                          "theory, simulations, figures: start `dask scheduler` and every `dask worker` with "
+                          f"PYTHONPATH={ROOT}"), err
+    assert not (tmp_path / "out").exists()

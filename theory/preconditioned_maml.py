@@ -64,6 +64,8 @@ def optimal_preconditioner(family: LinearTaskFamily, alpha: float = 1.0) -> np.n
         kept = v[:, mu > 1e-12 * max(mu.max(), 1e-300)]  # (d, rank M)
         return inv_half @ kept @ kept.T @ inv_half / alpha
     c1, c2 = _c1_c2(family)
+    if c2 == 0:  # Σw = 0 and s² = 0: every task is μ, the gradient at θ = μ is 0 and P* = lim_{c₂→0} = 0
+        return np.zeros_like(s)
     return c @ np.linalg.inv(c1 * s @ c + c2 * np.eye(family.dim)) / alpha
 
 
@@ -73,6 +75,8 @@ def preconditioned_best_post_loss(family: LinearTaskFamily) -> float:
         return 0.5 * family.noise_var
     s, c = family.input_cov, family.task_cov
     c1, c2 = _c1_c2(family)
+    if c2 == 0:  # Σw = 0 and s² = 0 (tr SC = 0 with S ≻ 0): every task is μ, nothing to adapt, L* = 0
+        return 0.0
     gain = np.trace(s @ c @ s @ c @ np.linalg.inv(c1 * s @ c + c2 * np.eye(family.dim)))
     return 0.5 * (np.trace(s @ c) - gain + family.noise_var)
 

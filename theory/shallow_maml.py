@@ -112,6 +112,8 @@ def optimal_step_size(family: LinearTaskFamily, steps: int = 1) -> float:
     steps = require_int("steps", steps, 1)
     theta = maml_optimal_init(family)
     _, a1, a2 = quadratic_coefficients(family, theta)
+    if a1 == 0:  # Σw = 0 (a₁ = tr Σx²Σw, Σx ≻ 0): every task is μ, a step only adds noise, so α* = 0
+        return 0.0
     if steps == 1:
         return a1 / a2
     if family.infinite_support:

@@ -29,7 +29,15 @@ from theory import shallow_maml
 from theory.anil_width import anil_best_post_loss
 from theory.bayes_floor import bayes_optimal_loss
 from theory.depth2_maml import depth2_best_post_loss
-from theory.ground.errors import DivergenceError, NoClosedForm, ParameterError, UsageError, require_int, require_real
+from theory.ground.errors import (
+    DivergenceError,
+    NoClosedForm,
+    ParameterError,
+    UsageError,
+    require_int,
+    require_real,
+    require_seed,
+)
 from theory.ground.options import Threads, flags, option, parse_support
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
@@ -38,6 +46,8 @@ if TYPE_CHECKING:
     from simulations.model_zoo import ZooSpec
 
 TASKS = ("regression", "classification")
+RANK_TOL = 1e-12  # theory.task_family's relative eigenvalue tolerance: smaller eigenvalues count as 0
+INPUT_MAX = 1e50  # largest eigenvalue of Σx: the closed forms hold products of up to four Σx (1e200 < 1.8e308)
 
 
 def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
@@ -48,6 +58,13 @@ def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
     bad = [v for v in values if not math.isfinite(v) or v < 0 or (strict and v == 0)]
     if bad:
         raise ParameterError(name, bad[0], f"finite eigenvalues {bound}")
+    if strict and max(values) > INPUT_MAX:
+        raise ParameterError(name, max(values), f"eigenvalues <= {INPUT_MAX:g} (the closed forms multiply up to four "
+                                                "of them: larger ones overflow float64)")
+    floor = RANK_TOL * max(1.0, *values)  # below it theory.task_family counts an eigenvalue as 0
+    if strict and min(values) <= floor:
+        raise ParameterError(name, min(values), f"eigenvalues > {RANK_TOL:g} × max(1, the largest) = {floor:g} (the "
+                                                "theory's rank tolerance: a smaller one makes Σx singular)")
 
 
 @dataclass(frozen=True)
@@ -85,20 +102,22 @@ class ExploreConfig(Threads):
     alpha: float | None = option(None, "inner step size α (default: the shallow model's optimal step α* for "
                                        f"regression, {CLASSIFICATION_ALPHA} for classification)")
     steps: int = option(1, "inner steps k: one, where every closed form is exact")
-    depth: int = option(3, "depth L of the deep model")
+    depth: int = option(3, "depth L of the deep model", not_with="theory_only")
     width: int = option(64, "hidden width of the deep model")
-    linnet_layers: int = option(2, "identity-initialised d×d layers LinNet adds before the output")
-    iterations: int = option(2000, "meta-training iterations per model (deep reaches ~0.41 of 0.375 by 3000)")
-    meta_batch: int = option(32, "tasks per meta-iteration")
-    meta_lr: float = option(0.01, "Adam's learning rate for the outer loop")
-    eval_tasks: int = option(2000, "fresh tasks behind the reported means and intervals")
+    linnet_layers: int = option(2, "identity-initialised d×d layers LinNet adds before the output",
+                                not_with="theory_only")
+    iterations: int = option(2000, "meta-training iterations per model (deep reaches ~0.41 of 0.375 by 3000)",
+                             not_with="theory_only")
+    meta_batch: int = option(32, "tasks per meta-iteration", not_with="theory_only")
+    meta_lr: float = option(0.01, "Adam's learning rate for the outer loop", not_with="theory_only")
+    eval_tasks: int = option(2000, "fresh tasks behind the reported means and intervals", not_with="theory_only")
     seed: int = option(0, "seed of the tasks, the subspace and the initialisations")
     task: str = option("regression", "regression (squared loss, closed forms) or classification "
                                      "(y = sign(w_τᵀx), logistic loss, simulation only)", choices=TASKS)
     models: tuple[str, ...] = option(("shallow", "deep", "linnet", "kfo"), "models to meta-train",
-                                     choices=MODEL_NAMES)
+                                     choices=MODEL_NAMES, not_with="theory_only")
     kfo_form: str = option("linear", "form of the Kronecker-factored meta-optimizer (KFO)",
-                           choices=("linear", "psd", "nonlinear"))
+                           choices=("linear", "psd", "nonlinear"), not_with="theory_only")
     theory_only: bool = option(False, "closed forms only, no training")
 
     def __post_init__(self):
@@ -112,7 +131,7 @@ class ExploreConfig(Threads):
             if math.isinf(self.support):
                 raise ParameterError("support", "inf", "a finite integer >= 1 (inf only with --theory-only)")
             require_int("support", self.support, 1, 10**6)
-        require_int("seed", self.seed, 0, 2**31 - 1)
+        require_seed("seed", self.seed)
         if self.task not in TASKS:
             raise ParameterError("task", self.task, "'regression' or 'classification'")
         object.__setattr__(self, "models", parse_models(",".join(self.models)))
@@ -235,6 +254,11 @@ def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, 
         reason = "K = ∞: the depth-2 and ANIL optima are not evaluated in the population limit here"
         notes.update(anil_best_post_loss=reason, depth2_best_post_loss=reason)
         return {"anil_best_post_loss": None, "depth2_best_post_loss": None}
+    if not np.any(family.task_cov):  # Σw = 0: every task is μ, so θ = μ with no step is optimal for every model
+        best = float(shallow_maml.pre_adaptation_loss(family, family.task_mean))
+        notes.update(dict.fromkeys(("anil_best_post_loss", "depth2_best_post_loss"), "exact: Σw = 0, every task is "
+                                   "μ, so no step lowers the loss: the best is the pre-adaptation loss ½s²"))
+        return {"anil_best_post_loss": best, "depth2_best_post_loss": best}
     anil = anil_best_post_loss(family, config.width, alpha, seed=config.seed)
     notes["anil_best_post_loss"] = f"width {config.width}: {anil.method}" + (f"; {anil.note}" if anil.note else "")
     d, h = family.dim, config.width

@@ -18,9 +18,12 @@ import numpy as np
 from simulations.statistics import Estimate
 from simulations.tasks import offset_init, sample_training_sets
 from theory import finite_tasks
-from theory.ground.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real, require_seed
 from theory.ground.options import option
 
+MAX_TRAIN_ALPHA = 1e100  # α_t² times the data's fourth moments must stay finite in float64 (1e308: overflow);
+# from |α_t| ≈ 1e50 on, ω* is already its |α_t| → ∞ limit to the last bit
+MAGNITUDES = {"noise_var": 1e100, "task_var": 1e100, "init_offset": 1e50, "test_alpha": 1e50}  # same reason
 CHUNK_ENTRIES = 10_000_000  # input entries per chunk of training sets: bounds memory at about 80 MB per array
 
 
@@ -61,11 +64,18 @@ class FiniteTasksConfig:
         if not self.train_alpha:
             raise ParameterError("train_alpha", "", "one or more comma-separated numbers")
         object.__setattr__(self, "train_alpha", tuple(require_real("train_alpha", a) for a in self.train_alpha))
+        too_large = [a for a in self.train_alpha if abs(a) > MAX_TRAIN_ALPHA]
+        if too_large:
+            raise ParameterError("train_alpha", too_large[0], f"real numbers with |α_t| <= {MAX_TRAIN_ALPHA:g}")
         if len(set(self.train_alpha)) < len(self.train_alpha):
             raise ParameterError("train_alpha", ",".join(map(str, self.train_alpha)), "distinct numbers")
         require_real("test_alpha", self.test_alpha, 0.0, strict=True)
+        for name, bound in MAGNITUDES.items():
+            if getattr(self, name) > bound:
+                raise ParameterError(name, getattr(self, name), f"a real number <= {bound:g} (the exact losses hold "
+                                                                "its square times others: beyond, float64 overflows)")
         require_int("runs", self.runs, 2)
-        require_int("seed", self.seed, 0, 2**32 - 1)
+        require_seed("seed", self.seed)
 
     def task_sets(self) -> finite_tasks.TaskSets:
         """The training setting (theory.finite_tasks.TaskSets) of these options."""

@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 
 from simulations.twins.fixed_points import meta_trained_fixed_point
 from theory.fixed_points import ALGORITHMS, Mixture, TaskGroup, check_groups, fixed_points
-from theory.ground.errors import ParameterError, require_int, require_real
+from theory.ground.errors import ParameterError, require_int, require_real, require_seed
 from theory.ground.options import Threads, option, parse_support
 
+POWER_MAX = 300  # (1 − αA)^(2k) must stay below 10^300 (float64 ends near 1.8e308)
 GROUP_FIELDS = {"prob": "prob", "input-var": "input_var", "task-mean": "task_mean", "task-var": "task_var"}
 DEFAULT_GROUPS = (TaskGroup(0.5, 1.0, 1.0), TaskGroup(0.5, 0.1, -1.0))  # the easy and hard groups
 GROUP_METAVAR = "prob=P,input-var=A,task-mean=M[,task-var=V]"
@@ -38,6 +39,8 @@ def parse_group(text: str) -> TaskGroup:
             raise argparse.ArgumentTypeError(f"{key.strip()}={value!r} is not a number") from None
         if not math.isfinite(number):
             raise argparse.ArgumentTypeError(f"{key.strip()}={value!r} is not a finite number")
+        if GROUP_FIELDS[key.strip()] in values:
+            raise argparse.ArgumentTypeError(f"{key.strip()} given twice in one group {text!r} (give each field once)")
         values[GROUP_FIELDS[key.strip()]] = number
     missing = [k for k, v in GROUP_FIELDS.items() if v not in values and k != "task-var"]
     if missing:
@@ -67,9 +70,11 @@ class FixedPointsConfig(Threads):
                                   parse=parse_support, metavar="K|inf")
     noise_var: float = option(0.0, "label-noise variance s² (moves the losses, never the fixed points)", flag="--noise")
     simulate: bool = option(False, "also meta-train each algorithm on sampled tasks (a few seconds each)")
-    runs: int = option(4, "independent meta-training runs per algorithm under --simulate (the interval is over them)")
-    iterations: int = option(200, "meta-iterations per run under --simulate (SGD, cosine decay to 0)")
-    seed: int = option(0, "seed of the first run (runs use seed, seed + 1, …)")
+    runs: int = option(4, "independent meta-training runs per algorithm under --simulate (the interval is over them)",
+                       only_with="simulate")
+    iterations: int = option(200, "meta-iterations per run under --simulate (SGD, cosine decay to 0)",
+                             only_with="simulate")
+    seed: int = option(0, "seed of the first run under --simulate (runs use seed, seed + 1, …)", only_with="simulate")
 
     def __post_init__(self):
         super().__post_init__()
@@ -80,9 +85,14 @@ class FixedPointsConfig(Threads):
         if not (isinstance(self.support, float) and math.isinf(self.support)):
             require_int("support", self.support, 1)
         require_real("noise_var", self.noise_var, 0.0)
+        largest = max(abs(self.alpha) * g.input_var for g in self.groups)  # |α|·A_g: (1 − αA_g)^(2k) must be finite
+        bound = 10 ** (POWER_MAX / (2 * max(self.steps, 1))) - 1
+        if largest > bound:
+            raise ParameterError("alpha", self.alpha, f"|α|·A <= {bound:.3g} for every group's input variance A "
+                                                      f"at k = {self.steps} ((1 − αA)^(2k) overflows float64 beyond)")
         require_int("runs", self.runs, 2, 1000)
         require_int("iterations", self.iterations, 4)
-        require_int("seed", self.seed, 0)
+        require_seed("seed", self.seed)
 
 
 def _config_dict(config: FixedPointsConfig) -> dict:

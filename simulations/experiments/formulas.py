@@ -11,7 +11,7 @@ from theory.ground.options import option
 class FormulasConfig:
     """Every derived formula as LaTeX (Markdown), to the terminal or, with `--output FILE`, to a file."""
 
-    output: str | None = option(None, "write the Markdown to this file instead of the terminal")
+    output: str | None = option(None, "write the Markdown to this file instead of the terminal", path="file")
 
 
 def run(config: FormulasConfig, progress: bool = False) -> str:

@@ -20,7 +20,8 @@ class VerifyConfig(Threads):
 
     scale: float = option(1.0, f"multiply sample sizes and iterations (at least {MIN_SCALE}: below that "
                                "heavy-tailed estimates lose their interval's coverage)")
-    output: str | None = option(None, "also write the table as JSON (an array, one object per check) to this file")
+    output: str | None = option(None, "also write the table as JSON (an array, one object per check) to this file",
+                                path="file")
 
     def __post_init__(self):
         super().__post_init__()

@@ -42,7 +42,7 @@ from simulations.vision.datasets import DATASETS, SPLITS, load_pool
 from simulations.vision.distributed import Ranks
 from simulations.vision.episodes import episode_sampler
 from theory.ground.atomic_io import atomic_write_bytes
-from theory.ground.errors import DivergenceError, ParameterError, UsageError, require_int, require_real
+from theory.ground.errors import DivergenceError, ParameterError, UsageError, require_int, require_real, require_seed
 from theory.ground.options import Threads, flags, option
 
 CHECKPOINT_FORMAT = "vision-checkpoint-1"
@@ -79,10 +79,12 @@ class VisionConfig(Threads):
     eval_tasks: int = option(600, "test episodes behind the reported accuracy (the literature's 600)")
     validation_tasks: int = option(100, "validation episodes per check (0: none)")
     validate_every: int = option(500, "meta-steps between validation checks (0: only at the end)")
-    checkpoint: str | None = option(None, "checkpoint file: resumed from if it exists, written while training")
+    checkpoint: str | None = option(None, "checkpoint file: resumed from if it exists, written while training",
+                                    path="file")
     checkpoint_every_seconds: float = option(120.0, "wall-clock seconds between checkpoints",
-                                             flag="--checkpoint-every")
-    checkpoint_every_iterations: int = option(0, "also checkpoint every this many meta-steps (0: off)")
+                                             flag="--checkpoint-every", only_with="checkpoint")
+    checkpoint_every_iterations: int = option(0, "also checkpoint every this many meta-steps (0: off)",
+                                              only_with="checkpoint")
 
     def __post_init__(self):
         super().__post_init__()
@@ -91,12 +93,11 @@ class VisionConfig(Threads):
         if self.method not in ("maml", "anil"):
             raise ParameterError("method", self.method, "'maml' or 'anil'")
         for name, low in [("ways", 2), ("shots", 1), ("query", 1), ("linnet_layers", 0), ("depth", 1),
-                          ("inner_steps", 0), ("meta_batch", 1), ("iterations", 0), ("seed", 0),
+                          ("inner_steps", 0), ("meta_batch", 1), ("iterations", 0),
                           ("eval_tasks", 2), ("validation_tasks", 0), ("validate_every", 0),
                           ("checkpoint_every_iterations", 0)]:
             require_int(name, getattr(self, name), low)
-        if self.seed > 2**31 - 1:
-            raise ParameterError("seed", self.seed, "an integer >= 0 and < 2^31")
+        require_seed("seed", self.seed)
         if self.width is not None:
             require_int("width", self.width, 1)
         if self.validation_tasks == 1:

@@ -19,6 +19,7 @@ cuda:LOCAL_RANK. The meta-batch must divide by WORLD_SIZE.
 """
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -80,16 +81,23 @@ def ranks_from_environment(environ: Mapping[str, str] = os.environ) -> Ranks | N
 
 @contextmanager
 def process_group(ranks: Ranks, device: torch.device) -> Iterator[str]:
-    """The default process group (gloo on the CPU, nccl on CUDA) for the duration; yields the backend."""
+    """The default process group (gloo on the CPU, nccl on CUDA) for the duration; yields the backend.
+
+    Leaving it, every rank waits for the others (a barrier: no rank closes its connections while another still
+    sends; not after an error, where it would wait in vain), destroys the group (its backend's threads joined) and
+    collects the garbage, so that nothing of the group is left for the interpreter's exit to tear down: a group
+    object freed only then, with its C++ threads, can abort the process ("terminate called without an active
+    exception", SIGABRT) after the work is done, and torchrun then reports a failed run."""
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world)  # MASTER_ADDR/PORT from torchrun
     try:
         yield backend
-        dist.barrier()  # every rank done before any tears its connections down (not after an error: it would wait)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+        gc.collect()  # the group's last references (a work object, a frame of an error) freed now, not at exit
 
 
 def all_reduce_meta_gradients(out: dict[str, torch.Tensor], meta_batch: int,

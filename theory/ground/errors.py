@@ -26,6 +26,14 @@ def require_int(name: str, value, minimum: int, maximum: int | None = None) -> i
     return value
 
 
+SEED_MAX = 2**31 - 1  # the one seed range of every command: a C int, which every generator here takes
+
+
+def require_seed(name: str, value) -> int:
+    """``value`` as a seed, 0 … SEED_MAX, the one seed range of every command; else ParameterError naming ``name``."""
+    return require_int(name, value, 0, SEED_MAX)
+
+
 def require_real(name: str, value, minimum: float | None = None, strict: bool = False) -> float:
     """Return ``value`` as a finite float >= minimum (> minimum if strict), else raise."""
     bound = "" if minimum is None else (f" > {minimum:g}" if strict else f" >= {minimum:g}")

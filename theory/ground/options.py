@@ -15,6 +15,14 @@ turns every field into one option, its type read from the annotation:
 ``config_from_args(Config, args)`` builds the config from the parsed namespace; the config's own
 ``__post_init__`` then checks the ranges and raises ParameterError naming the field, which
 ``flags(Config)`` maps back to the option.
+
+Two more declarations are checked before any work starts, once the config is built from the command line:
+
+  ``path="file"`` / ``path="folder"``   an output location: writable, or creatable where the command creates
+             folders (theory.ground.paths; checked by ``config_from_args``, a ParameterError naming the field)
+  ``only_with="simulate"`` / ``not_with="theory_only"``   the option means something only when that other field
+             is set (truthy), or only when it is not: given in the other mode it would be ignored, so
+             ``refuse_ignored`` refuses it (UsageError naming both options)
 """
 from __future__ import annotations
 
@@ -24,20 +32,27 @@ import math
 import types
 import typing
 
-from theory.ground.errors import require_int
+from theory.ground import paths
+from theory.ground.errors import UsageError, require_int
 
 
 def option(default, help: str, *, flag: str | None = None, choices=None, parse=None, metavar: str | None = None,
-           repeat: bool = False, positional: bool = False):
+           repeat: bool = False, positional: bool = False, path: str | None = None, only_with: str | None = None,
+           not_with: str | None = None):
     """A config field with its command-line help (``flag`` overrides ``--field-name``; ``parse``, a
     converter from the option's text, overrides the one read from the annotation, with ``metavar``;
     ``repeat``: the option may be given several times, each occurrence one element of a tuple field;
     ``positional``: a required argument without a flag, named ``metavar`` (``default`` is only the
-    dataclass's, for building the config in Python))."""
+    dataclass's, for building the config in Python); ``path``: 'file' or 'folder', an output location checked
+    before any work; ``only_with``/``not_with``: the field that must be set/unset for this option to mean
+    anything)."""
     if positional and not metavar:
         raise TypeError("a positional option needs its metavar (the name the usage line and errors show)")
+    if path not in (None, "file", "folder"):
+        raise TypeError(f"path must be 'file' or 'folder', not {path!r}")
     metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None,
-                "parse": parse, "metavar": metavar, "repeat": repeat, "positional": positional}
+                "parse": parse, "metavar": metavar, "repeat": repeat, "positional": positional, "path": path,
+                "only_with": only_with, "not_with": not_with}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -156,14 +171,47 @@ def add_options(parser: argparse.ArgumentParser, config) -> None:
 
 
 def config_from_args(config, args: argparse.Namespace):
-    """The frozen ``config`` built from the parsed options (its __post_init__ checks the ranges)."""
+    """The frozen ``config`` built from the parsed options (its __post_init__ checks the ranges), its output
+    locations checked (``check_paths``)."""
     def value(f: dataclasses.Field):
         given = getattr(args, f.name)
         if f.metadata.get("repeat"):
             return f.default if given is None else tuple(given)
         return given
 
-    return config(**{f.name: value(f) for f in dataclasses.fields(config)})
+    built = config(**{f.name: value(f) for f in dataclasses.fields(config)})
+    check_paths(built)
+    return built
+
+
+def check_paths(config) -> None:
+    """Every output location of ``config`` (fields declared with ``path=``) writable or creatable, before any work:
+    ParameterError naming the field otherwise (theory.ground.paths). An optional path left unset is not checked."""
+    for f in dataclasses.fields(config):
+        kind, value = f.metadata.get("path"), getattr(config, f.name)
+        if kind is not None and value is not None:
+            (paths.writable_file if kind == "file" else paths.writable_folder)(f.name, value)
+
+
+def given_flags(argv: list[str]) -> list[str]:
+    """The options (``--name``) that ``argv`` gives, in order, each as often as it is given."""
+    return [token.split("=", 1)[0] for token in argv if token.startswith("--") and token != "--"]
+
+
+def refuse_ignored(config, given: set[str]) -> None:
+    """UsageError if an option in ``given`` means nothing in the mode ``config`` is in (declared with
+    ``only_with``/``not_with``): accepted, it would be ignored without a word."""
+    by_name = {f.name: f for f in dataclasses.fields(config)}
+    for f in dataclasses.fields(config):
+        if flag_of(f) not in given:
+            continue
+        needed, excluded = f.metadata.get("only_with"), f.metadata.get("not_with")
+        if needed is not None and not getattr(config, needed):
+            raise UsageError(f"argument {flag_of(f)}: only with {flag_of(by_name[needed])} (without it nothing "
+                             "reads this option)")
+        if excluded is not None and getattr(config, excluded):
+            raise UsageError(f"argument {flag_of(f)}: not with {flag_of(by_name[excluded])} (with it nothing "
+                             "reads this option)")
 
 
 @dataclasses.dataclass(frozen=True)
