@@ -26,13 +26,14 @@ SERVE_TIMEOUT = 30.0  # seconds the server may take to answer before the command
 @dataclass(frozen=True)
 class AppConfig:
     """The explorer: the failure mode and its remedies under sliders in the browser (a marimo app, figures/explorer.py;
-    its process imports no torch). Controls: d, K (or ∞), the task structure (a rank-r subspace with variance V, or
-    a power-law spectrum), the input spectrum (isotropic or power law), ‖μ‖, s², α (or α*), k, h; defaults are
-    `explore`'s. Panels: the post-adaptation loss against α (shallow k-step curves with α*_k, the optimal
-    preconditioner, ANIL and depth-2 at width h, the Bayes floor, the pre-adaptation loss, each labelled exact,
-    numerical or Monte-Carlo), figure 6's phase diagram with the setting marked, and the `explore --theory-only
-    --json` command that prints the same numbers. Prints its URL on 127.0.0.1; Ctrl-C stops it. `--export
-    PATH.html` writes a self-contained page of the default setting's numbers and plots instead of serving."""
+    its process imports no torch). Controls: d, K (or ∞), the task structure (a rank-r subspace with variance V, a
+    power-law spectrum, or d eigenvalues typed as `explore --task-spectrum` reads them), the input spectrum
+    (isotropic or power law), ‖μ‖, s², α (or α*), k, h; defaults are `explore`'s. Panels: the post-adaptation loss
+    against α (shallow k-step curves with α*_k, the optimal preconditioner, ANIL and depth-2 at width h, the Bayes
+    floor, the pre-adaptation loss, each labelled exact, numerical or Monte-Carlo), figure 6's phase diagram with the
+    setting marked, and the `explore --theory-only --json` command that prints the same numbers. Prints its URL on
+    127.0.0.1; Ctrl-C stops it. `--export PATH.html` writes a self-contained page of the default setting's numbers
+    and plots instead of serving."""
 
     port: int = option(2718, "TCP port on 127.0.0.1 to serve the app on (marimo's usual port)")
     no_browser: bool = option(False, "do not open a browser (serve headless)")

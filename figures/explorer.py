@@ -28,10 +28,10 @@ def _():
 
     from figures import explorer_compute as ex
     from figures import explorer_plots as xp
-    from theory.ground.errors import ParameterError
+    from theory.ground.errors import ParameterError, UsageError
 
     searches = ex.Searches()  # the slow half of the theory, in a child process, cached per setting
-    return ParameterError, ex, html, json, math, mo, plt, searches, xp
+    return ParameterError, UsageError, ex, html, json, math, mo, plt, searches, xp
 
 
 @app.cell
@@ -46,6 +46,8 @@ def _(ex, mo):
                             label="V (variance per task direction; power law: scale)")
     task_decay = mo.ui.slider(0.0, 3.0, step=0.1, value=D.task_decay, show_value=True,
                               label="p (task spectrum V·i^−p)")
+    task_spectrum = mo.ui.text_area(value=D.task_spectrum, placeholder="a1,…,ad: d eigenvalues ≥ 0 of Σw",
+                                    label="Σw's eigenvalues (spectrum), as --task-spectrum reads them", rows=2)
     input_structure = mo.ui.dropdown(list(ex.INPUT_STRUCTURES), value=D.input_structure, label="input spectrum")
     input_decay = mo.ui.slider(0.0, 3.0, step=0.1, value=D.input_decay, show_value=True,
                                label="p (input spectrum ∝ i^−p, tr Σx = d)")
@@ -57,17 +59,17 @@ def _(ex, mo):
     width = mo.ui.slider(1, 128, value=D.width, include_input=True, label="h (width of ANIL and depth-2)")
     tick = mo.ui.refresh(options=["1s"], default_interval="1s", label="pending values checked every")
     return (alpha, dim, input_decay, input_structure, mean_norm, noise_var, rank, steps, support, support_inf,
-            task_decay, task_structure, task_var, tick, use_optimal, width)
+            task_decay, task_spectrum, task_structure, task_var, tick, use_optimal, width)
 
 
 @app.cell
 def _(alpha, dim, input_decay, input_structure, mean_norm, mo, noise_var, rank, steps, support, support_inf,
-      task_decay, task_structure, task_var, tick, use_optimal, width):
+      task_decay, task_spectrum, task_structure, task_var, tick, use_optimal, width):
     mo.vstack([
         mo.md("# MAML explorer: when can it adapt fast?\nThe closed forms of `theory/` at the MAML-optimal "
               "initialisation θ* = μ, for the setting below (defaults: `paper_repro.py explore`'s)."),
         mo.hstack([mo.vstack([dim, mo.hstack([support, support_inf], justify="start"), steps, width]),
-                   mo.vstack([task_structure, rank, task_var, task_decay]),
+                   mo.vstack([task_structure, rank, task_var, task_decay, task_spectrum]),
                    mo.vstack([input_structure, input_decay, mean_norm, noise_var,
                               mo.hstack([use_optimal, alpha], justify="start"), tick])],
                   align="start", widths="equal"),
@@ -76,20 +78,22 @@ def _(alpha, dim, input_decay, input_structure, mean_norm, mo, noise_var, rank, 
 
 
 @app.cell
-def _(ParameterError, alpha, dim, ex, input_decay, input_structure, math, mean_norm, noise_var, rank, steps,
-      support, support_inf, task_decay, task_structure, task_var, use_optimal, width):
+def _(ParameterError, UsageError, alpha, dim, ex, input_decay, input_structure, math, mean_norm, noise_var, rank,
+      steps, support, support_inf, task_decay, task_spectrum, task_structure, task_var, use_optimal, width):
     controls = ex.Controls(dim=dim.value, support=math.inf if support_inf.value else support.value,
                            task_structure=task_structure.value, rank=rank.value, task_var=task_var.value,
-                           task_decay=task_decay.value, input_structure=input_structure.value,
+                           task_decay=task_decay.value, task_spectrum=task_spectrum.value,
+                           input_structure=input_structure.value,
                            input_decay=input_decay.value, mean_norm=mean_norm.value, noise_var=noise_var.value,
                            alpha=None if use_optimal.value else alpha.value, steps=steps.value, width=width.value)
+    command, config, panel, error = "", None, None, None
     try:  # the fast half: closed forms and curves, at every move of a control
+        command = ex.shell_command(controls)
         config = ex.config_of(controls)
         panel = ex.panel_one(config)
-        error = None
-    except ParameterError as err:  # bad input: the command line's one line; the app keeps running
+    except (ParameterError, UsageError) as err:  # bad input: the command line's one line; the app keeps running
         config, panel, error = None, None, ex.error_line(err)
-    return config, controls, error, panel
+    return command, config, error, panel
 
 
 @app.cell
@@ -149,13 +153,12 @@ def _(config, ex, math, mo, plt, xp):
 
 
 @app.cell
-def _(controls, error, ex, html, json, mo, theory):
-    _command = "python paper_repro.py " + " ".join(ex.command_line(controls))
+def _(command, error, html, json, mo, theory):
     _shown = error if error is not None else json.dumps(theory, indent=2, ensure_ascii=False)
     command_panel = mo.vstack([
         mo.md("## 5. The same from the command line\nIts `--json` prints these numbers under \"theory\" "
               "(the searched ones once their search is done):"),
-        mo.Html(f"<pre id='explore-command' style='white-space:pre-wrap'>{html.escape(_command)}</pre>"),
+        mo.Html(f"<pre id='explore-command' style='white-space:pre-wrap'>{html.escape(command)}</pre>"),
         mo.Html(f"<pre id='explore-json' style='font-size:75%;white-space:pre-wrap'>{html.escape(_shown)}</pre>"),
     ])
     return (command_panel,)

@@ -15,10 +15,12 @@ Bad input (a rank above d) is the command line's own one-line error (``error_lin
 """
 from __future__ import annotations
 
+import argparse
 import atexit
 import math
 import os
 import pickle
+import shlex
 import subprocess
 import sys
 import threading
@@ -31,12 +33,13 @@ import numpy as np
 from simulations.experiments import phase_diagram
 from simulations.experiments.explore import ExploreConfig, closed_forms, joined_theory, searched_theory
 from theory import shallow_maml
-from theory.ground.errors import NoClosedForm, ParameterError
-from theory.ground.options import flags
+from theory.ground.errors import NoClosedForm, ParameterError, UsageError
+from theory.ground.options import Output, add_options, config_from_args, flags
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ExploreConfig(theory_only=True)  # explore's defaults: the app starts at the command line's setting
-TASK_STRUCTURES = ("subspace", "power law")  # Σw = V·UUᵀ on a random rank-r subspace; Σw = diag(V·i^−p)
+TASK_STRUCTURES = ("subspace", "power law", "spectrum")  # Σw = V·UUᵀ on a random rank-r subspace; Σw = diag(V·i^−p);
+# Σw = diag(a) from d comma-separated eigenvalues, as --task-spectrum reads them
 INPUT_STRUCTURES = ("isotropic", "power law")  # Σx = I; Σx = diag(c·i^−p) with tr Σx = d
 CURVE_POINTS = 81  # step sizes on each loss curve
 PHASE_GRID = (48, 36)  # (d/K, r/d) points of the app's phase diagram (figure 6's quick profile is 60 × 50)
@@ -53,6 +56,7 @@ class Controls:
     rank: int = DEFAULT.effective_rank  # r (subspace)
     task_var: float = DEFAULT.effective_task_var  # V: the variance per task direction, or the power law's scale
     task_decay: float = 1.0  # p of the task spectrum a_i = V·i^−p (power law)
+    task_spectrum: str = ""  # "a1,…,ad", the text of --task-spectrum (spectrum)
     input_structure: str = "isotropic"  # one of INPUT_STRUCTURES
     input_decay: float = 1.0  # p of the input spectrum b_i ∝ i^−p, tr Σx = d (power law)
     mean_norm: float = DEFAULT.mean_norm  # ‖μ‖
@@ -77,8 +81,12 @@ def explore_options(controls: Controls) -> dict:
               "alpha": c.alpha, "steps": c.steps, "width": c.width}
     if c.task_structure == "subspace":
         wanted.update(rank=c.rank, task_var=c.task_var)
-    else:
+    elif c.task_structure == "power law":
         wanted["task_spectrum"] = power_law(c.dim, c.task_decay, scale=c.task_var)
+    elif c.task_spectrum.strip():
+        wanted["task_spectrum"] = c.task_spectrum  # the text, read as the command line reads it
+    else:  # on the command line an empty list means "no spectrum" (the subspace): here, a spectrum still to give
+        raise UsageError(f"argument --task-spectrum: empty: give exactly d = {c.dim} comma-separated eigenvalues >= 0")
     if c.input_structure == "power law":
         wanted["input_spectrum"] = power_law(c.dim, c.input_decay, total=float(c.dim))
     implied = {"rank": DEFAULT.effective_rank, "task_var": DEFAULT.effective_task_var}  # what None stands for
@@ -87,11 +95,22 @@ def explore_options(controls: Controls) -> dict:
 
 
 def config_of(controls: Controls) -> ExploreConfig:
-    """The ExploreConfig of the controls (ParameterError naming the field on bad input, as on the command line)."""
-    return ExploreConfig(**explore_options(controls))
+    """The ExploreConfig that ``command_line(controls)`` gives the command line: its arguments read by the same
+    options (theory.ground.options, from ExploreConfig's fields) and checked by the same __post_init__. Bad input
+    raises what the command line reports: UsageError (a value it cannot read) or ParameterError (out of range)."""
+    parser = argparse.ArgumentParser(prog="paper_repro.py explore", exit_on_error=False)
+    add_options(parser, ExploreConfig)
+    add_options(parser, Output)
+    try:
+        args = parser.parse_args(command_line(controls)[1:])
+    except argparse.ArgumentError as err:
+        raise UsageError(str(err)) from None
+    return config_from_args(ExploreConfig, args)
 
 
 def _text(value) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, tuple):
         return ",".join(map(_text, value))
     if isinstance(value, float):
@@ -104,13 +123,23 @@ def command_line(controls: Controls) -> list[str]:
     flag = flags(ExploreConfig)
     argv = ["explore", "--theory-only"]
     for name, value in explore_options(controls).items():
-        if name != "theory_only":
+        if isinstance(value, str | tuple):  # a list may start with a minus sign: --task-spectrum=-1,… is its value
+            argv.append(f"{flag[name]}={_text(value)}")
+        elif name != "theory_only":
             argv += [flag[name], _text(value)]
     return [*argv, "--json"]
 
 
-def error_line(err: ParameterError) -> str:
-    """The command line's message for ``err`` (paper_repro.option_error, printed by paper_repro.main)."""
+def shell_command(controls: Controls) -> str:
+    """The command line as one shell-quoted line: ``python paper_repro.py explore --theory-only … --json``."""
+    return shlex.join(["python", "paper_repro.py", *command_line(controls)])
+
+
+def error_line(err: ParameterError | UsageError) -> str:
+    """The command line's message for ``err`` (a ParameterError as paper_repro.option_error words it), as
+    paper_repro.main prints it."""
+    if isinstance(err, UsageError):
+        return f"paper_repro.py: error: {err}"
     flag = flags(ExploreConfig).get(err.parameter, err.parameter)
     return f"paper_repro.py: error: argument {flag}: {err.value!r} is out of range: {err.valid}"
 

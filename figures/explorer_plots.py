@@ -129,7 +129,7 @@ def snapshot_html(controls: ex.Controls, searches: ex.Searches, timeout: float =
     point = ex.phase_point(config)
     grid = ex.phase_grid(config.support, config.noise_var / config.effective_task_var) \
         if not np.isinf(config.support) else None
-    command = "python paper_repro.py " + " ".join(ex.command_line(controls))
+    command = ex.shell_command(controls)
     images = [png_base64(loss_figure(panel, theory))]
     if grid is not None:
         images.append(png_base64(phase_figure(grid, point)))

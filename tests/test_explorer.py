@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,7 @@ import paper_repro
 from figures import explorer_compute as ex
 from simulations.experiments.explore import ExploreConfig, explore_theory, searched_theory
 from theory import shallow_maml
-from theory.ground.errors import ParameterError
+from theory.ground.errors import ParameterError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -40,6 +41,7 @@ SETTINGS = [  # controls whose searched half is quick (no many-start depth-2 or 
                 steps=2),  # anisotropic Σx and Σw, two steps (wishart_words)
     ex.Controls(dim=40, support=math.inf, mean_norm=1.0, steps=3),  # K = ∞: the population limit; μ ≠ 0
     ex.Controls(alpha=0.05, steps=4),  # a given α, four steps (exact rational arithmetic)
+    ex.Controls(dim=6, width=40, task_structure="spectrum", task_spectrum="3, 2,1e-1,0,0,0"),  # typed, as the CLI
 ]
 
 
@@ -54,10 +56,17 @@ def test_the_app_shows_explores_numbers(controls, capsys):
     config = ex.config_of(controls)
     argv = ex.command_line(controls)
     assert paper_repro.parse(argv)[1] == config
+    assert shlex.split(ex.shell_command(controls))[2:] == argv
     shown = ex.full_theory(config, searched_theory(config))
     printed = _json_theory(argv, capsys)
     assert json.dumps(shown) == json.dumps(printed)  # the same numbers, keys and order
     assert [c["steps"] for c in ex.panel_one(config)["curves"]] == sorted({1, controls.steps})
+
+
+def test_an_empty_spectrum_asks_for_one():
+    """On the command line --task-spectrum '' means none (the subspace); in the app, a spectrum still to type."""
+    with pytest.raises(UsageError, match="give exactly d = 3"):
+        ex.config_of(ex.Controls(**SPECTRUM))
 
 
 def test_curves_pass_through_the_optimum():
@@ -96,10 +105,16 @@ def test_the_searched_half_comes_from_a_child_process():
         searches.stop()
 
 
-@pytest.mark.parametrize("controls", [ex.Controls(rank=60), ex.Controls(dim=3, rank=4),
-                                      ex.Controls(task_var=0.0), ex.Controls(alpha=2000.0)])
+SPECTRUM = {"dim": 3, "task_structure": "spectrum"}
+
+
+@pytest.mark.parametrize("controls", [ex.Controls(rank=60), ex.Controls(dim=3, rank=4), ex.Controls(task_var=0.0),
+                                      ex.Controls(alpha=2000.0), ex.Controls(**SPECTRUM, task_spectrum="1,x,0"),
+                                      ex.Controls(**SPECTRUM, task_spectrum="1,2"),
+                                      ex.Controls(**SPECTRUM, task_spectrum="-1,0,0"),
+                                      ex.Controls(**SPECTRUM, task_spectrum="1,nan,0")])
 def test_bad_input_is_the_command_lines_line(controls, capsys):
-    with pytest.raises(ParameterError) as caught:
+    with pytest.raises((ParameterError, UsageError)) as caught:
         ex.config_of(controls)
     assert paper_repro.main(ex.command_line(controls)) == 2
     assert capsys.readouterr().err == ex.error_line(caught.value) + "\n"
