@@ -124,21 +124,22 @@ BAD_INPUT = [  # paper_repro.py app: (argv, the option the one-line message name
     (["app", "--port", "0"], "--port", ">= 1 and <= 65535"),
     (["app", "--port", "65536"], "--port", ">= 1 and <= 65535"),
     (["app", "--port", "http"], "--port", "not an integer"),
-    (["app", "--export", "{tmp}"], "--export", "not a folder"),
-    (["app", "--export", ""], "--export", "not empty"),
-    (["app", "--export", "{tmp}/nope/x.html"], "--export", "is not a folder"),
-    (["app", "--export", "/proc/x.html"], "--export", "a folder we may write to"),
+    (["app", "--export", "{tmp}"], "--export", "it is a folder: name a file in it"),
+    (["app", "--export", ""], "--export", "a path (not empty)"),
+    (["app", "--export", "{tmp}/file/x.html"], "--export", "is a file, not a folder"),
+    (["app", "--export", "/proc/x.html"], "--export", "a file path this process can write"),
     (["app", "--port", "1", "--port", "2"], "--port", "given more than once"),
 ]
 
 
 @pytest.mark.parametrize(("argv", "flag", "valid"), BAD_INPUT, ids=[" ".join(a) for a, _, _ in BAD_INPUT])
 def test_app_bad_input_exits_2_with_one_line(argv, flag, valid, tmp_path, capsys):
+    (tmp_path / "file").write_text("a regular file\n")
     assert paper_repro.main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith(f"paper_repro.py: error: argument {flag}: "), err
     assert valid in err, err
-    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]  # nothing written
 
 
 def test_a_port_in_use_is_one_line(capsys):
