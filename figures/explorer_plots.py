@@ -84,6 +84,9 @@ def loss_figure(panel: dict, theory: dict):
         if theory.get(key) is not None:
             ax.axhline(theory[key], color=colour, linestyle=style, linewidth=1.2,
                        label=f"{label} ({ex.method(theory, key)})")
+    if theory.get("bayes_optimal_loss_ci95"):  # Monte-Carlo: its 95% interval
+        floor, half = theory["bayes_optimal_loss"], theory["bayes_optimal_loss_ci95"]
+        ax.axhspan(floor - half, floor + half, color="black", alpha=0.12, linewidth=0)
     if theory.get("depth2_best_post_loss") is not None:
         ax.plot([theory["alpha"]], [theory["depth2_best_post_loss"]], "s", color="tab:red",
                 label=f"depth-2 best at α, width h ({ex.method(theory, 'depth2_best_post_loss')})")
