@@ -196,19 +196,21 @@ class FiguresConfig(Threads):
     provenance — library versions, the lock digest, the CPU kernels, the code digest — and all results;
     `--replot` redraws from it; the same code, lock and machine write the same bytes in all four)."""
 
-    full: bool = option(False, "paper-grade seeds and iterations (slow; figure 7's full profile wants a GPU)")
+    full: bool = option(False, "paper-grade seeds and iterations (slow; figure 7's full profile wants a GPU)",
+                        not_with="replot")
     only: tuple[int, ...] | None = option(None, "figure numbers to make, e.g. 1,4 (all when not given)",
                                           choices=sorted(FIGURES))
-    seed: int = option(0, "base seed: the same seed writes the same CSVs")
+    seed: int = option(0, "base seed: the same seed writes the same CSVs", not_with="replot")
     out: str = option("figures/generated", "output folder for the figures and their data", path="folder")
     replot: bool = option(False, "re-plot from the cached JSON results instead of computing them")
     data_root: str | None = option(None, "folder with Omniglot, CIFAR-FS and mini-ImageNet for figure 7 "
-                                         "(digits, always drawn, needs none)")
+                                         "(digits, always drawn, needs none)", not_with="replot")
     workers: int | None = option(None, "processes computing the figures' units (one meta-training run each) at "
                                        "once, on a Dask LocalCluster; 1 runs them one after another in this "
-                                       "process (default: the number of cores)")
+                                       "process (default: the number of cores)", not_with="replot")
     scheduler: str | None = option(None, "address of a running Dask scheduler (e.g. tcp://host:8786): its "
-                                         "workers compute the units, this process gathers them into --out")
+                                         "workers compute the units, this process gathers them into --out",
+                                   not_with="replot")
 
     def __post_init__(self):
         super().__post_init__()

@@ -25,6 +25,11 @@ FIGURES_ROWS = [
     (["--only", "6", "--out", ""], "--out", EMPTY),
     (["figures", "--only", "6", "--out", "/proc/x"], "--out", NO_SUCH),
     (["--replot", "--only", "6", "--out", "{tmp}/empty"], "--replot", "no cached results"),
+    (["--replot", "--full"], "--full", "not with --replot"),  # the cached JSON is redrawn as it is
+    (["--replot", "--seed", "3"], "--seed", "not with --replot"),
+    (["--replot", "--workers", "2"], "--workers", "not with --replot"),
+    (["--replot", "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler", "not with --replot"),
+    (["--replot", "--data-root", "{tmp}/dir"], "--data-root", "not with --replot"),
     (["--seed", "-1", "--only", "6"], "--seed", ">= 0"),
     (["--seed", "2147483648", "--only", "6"], "--seed", SEED),
     (["--seed", "1.5"], "--seed", "not an integer"),
