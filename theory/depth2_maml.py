@@ -131,15 +131,16 @@ def _loss_coefficients(sx, p, a, e, weights, eye, s2: float, k) -> list:
     """c_j = ½ Σ_p w_p E[F_j | e_p] (+ ½s² in c_0), the expectations of the section doc."""
     b = e @ sx  # (N, d), b = Σx e
     q = (e * b).sum(-1) + s2  # (N,)
-    b3, q3 = b[:, None, :], q[:, None]  # (N, 1, d), (N, 1): the quadratic forms sum over rows k
-    psp, ps = p @ sx @ p, p @ sx  # (d, d)
+    b3, q3 = b[..., None, :], q[..., None]  # (…, N, 1, d), (…, N, 1): the quadratic forms sum over rows k
+    psp, ps = (m[..., None, :, :] for m in (p @ sx @ p, p @ sx))  # (…, 1, d, d): rows k beside the cubature axis
+    a = a[..., None, None, :]  # (…, 1, 1, d); a leading axis (…) holds several nets at once (theory.dynamics)
 
-    def moment(*cs):  # E[Π c_jᵀg | e], summed over the row index k of quadratic forms; (N,)
+    def moment(*cs):  # E[Π c_jᵀg | e], summed over the row index k of quadratic forms; (…, N)
         return _g_moment(cs, b3, q3, sx, k).sum(-1)
 
     f = [(e * b).sum(-1), -2 * ((b @ p) * b).sum(-1),
          2 * moment(a, b3) + moment(psp, eye), -2 * moment(a, ps, eye), moment(a, a, sx, eye)]
-    coef = [0.5 * (weights * fj).sum() for fj in f]
+    coef = [0.5 * (weights * fj).sum(-1) for fj in f]
     coef[0] = coef[0] + 0.5 * s2
     return coef
 
