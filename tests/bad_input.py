@@ -259,5 +259,29 @@ FIXED_POINTS_ROWS = [
     (["fixed-points", "--simulate", "--seed", "2147483648"], "--seed", SEED),
 ]
 
+DYNAMICS_ROWS = [
+    (["dynamics", "--model", "wide"], "--model", "invalid choice"),
+    (["dynamics", "--width", "2"], "--width", "not given with --model shallow"),
+    (["dynamics", "--starts", "3"], "--starts", "not given with --model shallow"),
+    (["dynamics", "--seeds", "3"], "--seeds", "only with --simulate"),
+    (["dynamics", "--meta-batch", "30"], "--meta-batch", "only with --simulate"),
+    (["dynamics", "--eval-tasks", "30"], "--eval-tasks", "only with --simulate"),
+    (["dynamics", "--simulate", "--seeds", "1"], "--seeds", ">= 2"),
+    (["dynamics", "--simulate", "--support", "inf"], "--support", "finite integer with --simulate"),
+    (["dynamics", "--model", "anil", "--mean-norm", "1"], "--mean-norm", "0 with --model anil"),
+    (["dynamics", "--model", "anil", "--steps", "2"], "--steps", "1 with --model anil"),
+    (["dynamics", "--model", "anil", "--dim", "6", "--width", "7"], "--width", "<= 6"),
+    (["dynamics", "--model", "depth2", "--simulate"], "--simulate", "shallow or anil"),
+    (["dynamics", "--model", "depth2", "--meta-lr", "0.1"], "--meta-lr", "not given with --model depth2"),
+    (["dynamics", "--times", "-1"], "--times", "times in [0, 1e7]"),
+    (["dynamics", "--times", "1,inf"], "--times", "not a finite number"),
+    (["dynamics", "--init-scale", "0"], "--init-scale", "(0, 1000]"),
+    (["dynamics", "--meta-lr", "-1"], "--meta-lr", "(0, 1000]"),
+    (["dynamics", "--alpha", "nan"], "--alpha", "not a finite number"),
+    (["dynamics", "--dim", "0"], "--dim", ">= 1"),
+    (["dynamics", "--rank", "60"], "--rank", "<= 50"),
+    (["dynamics", "--seed", "-1"], "--seed", SEED),
+]
+
 BAD_INPUT = [*FIGURES_ROWS, *COMPARE_ROWS, *VERIFY_ROWS, *EXPLORE_ROWS, *BENCH_ROWS, *FORMULAS_ROWS, *VISION_ROWS,
-             *FINITE_TASKS_ROWS, *FIXED_POINTS_ROWS]
+             *FINITE_TASKS_ROWS, *FIXED_POINTS_ROWS, *DYNAMICS_ROWS]

@@ -87,6 +87,23 @@ def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, re
     return value, w1, w2, f"numerical: L-BFGS from {restarts} seeded random starts (seed {seed}){given}"
 
 
+def depth2_loss_of_nets(family: LinearTaskFamily, alpha: float):
+    """A torch function (W1 (B, h, d), w2 (B, 1, h)) -> the exact loss of each of B nets at step α, (B,): the
+    same formula, the nets along a leading axis, differentiable by autograd (theory.dynamics' flows)."""
+    import torch
+
+    sx, mu, offsets, weights, eye = (torch.tensor(np.array(v)) for v in _family_arrays(family))
+
+    def losses(w1, w2):
+        a = (w2 @ w1)[:, 0, :]  # (B, d) end-to-end
+        p = w1.transpose(1, 2) @ w1 + (w2 * w2).sum((1, 2))[:, None, None] * eye  # (B, d, d)
+        e = a[:, None, :] - mu + offsets  # (B, N, d)
+        coef = _loss_coefficients(sx, p, a, e, weights, eye, family.noise_var, family.support)
+        return sum(c * alpha**j for j, c in enumerate(coef))
+
+    return losses
+
+
 def gaussian_cubature(rank: int) -> tuple[np.ndarray, np.ndarray]:
     """Stroud's degree-5 rule for N(0, I_r): points (2r² + 1, r) and weights, exact for polynomials of degree ≤ 5.
 

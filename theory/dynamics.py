@@ -377,7 +377,7 @@ def depth2_flow(family: LinearTaskFamily, w1, w2, alpha: float, horizon: float, 
     import torch
     from scipy.integrate import solve_ivp
 
-    from theory.depth2_maml import _family_arrays, _loss_coefficients
+    from theory.depth2_maml import depth2_loss_of_nets
 
     alpha = require_real("alpha", alpha, 0.0, strict=True)
     horizon = require_real("horizon", horizon, 0.0, strict=True)
@@ -385,17 +385,12 @@ def depth2_flow(family: LinearTaskFamily, w1, w2, alpha: float, horizon: float, 
     if w1.ndim != 3 or w1.shape[2] != family.dim or w2.shape != (w1.shape[0], 1, w1.shape[1]):
         raise ParameterError("w1", (w1.shape, w2.shape), f"(starts, h, {family.dim}) and (starts, 1, h) weights")
     starts, h, d = w1.shape
-    sx, mu, offsets, weights, eye = (torch.tensor(np.array(v)) for v in _family_arrays(family))
+    losses = depth2_loss_of_nets(family, alpha)
 
     def evaluate(y):
         """(∇L (starts, h(d + 1)), L (starts,)) for all starts at once: the nets along a leading axis."""
         flat = torch.tensor(y.reshape(starts, -1), requires_grad=True)
-        n1, n2 = flat[:, : h * d].reshape(starts, h, d), flat[:, h * d:].reshape(starts, 1, h)
-        a = (n2 @ n1)[:, 0, :]  # (starts, d) end-to-end
-        p = n1.transpose(1, 2) @ n1 + (n2 * n2).sum((1, 2))[:, None, None] * eye  # (starts, d, d)
-        e = a[:, None, :] - mu + offsets  # (starts, N, d)
-        coef = _loss_coefficients(sx, p, a, e, weights, eye, family.noise_var, family.support)
-        loss = sum(cj * alpha**j for j, cj in enumerate(coef))  # (starts,)
+        loss = losses(flat[:, : h * d].reshape(starts, h, d), flat[:, h * d:].reshape(starts, 1, h))  # (starts,)
         (grad,) = torch.autograd.grad(loss.sum(), flat)  # each start's loss depends on its own row only
         return grad.numpy(), loss.detach().numpy()
 

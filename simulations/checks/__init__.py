@@ -15,6 +15,7 @@ from simulations.checks import (
     bayes_floor,
     deep_linear,
     depth2_maml,
+    dynamics,
     finite_tasks,
     fixed_points,
     logistic,
@@ -31,7 +32,7 @@ __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_che
 REGISTRY: dict[str, list[Declared]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
     for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, depth2_maml, logistic, scalar_deep,
-                   bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points)
+                   bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points, dynamics)
 }  # theory stem -> its checks
 CHECKS: list[Declared] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage

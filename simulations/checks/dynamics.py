@@ -9,7 +9,7 @@ from simulations.checks.fixtures import random_spd
 from simulations.checks.rules import Check, declare, identity_check, interval_check
 from simulations.maml import InnerLoop
 from simulations.statistics import Estimate
-from simulations.twins.dynamics import sgd_losses, shallow_start, two_layer_start
+from simulations.twins.dynamics import depth2_starts, sgd_losses, shallow_start, two_layer_start
 from theory import anil_width, dynamics, shallow_maml
 from theory.task_family import LinearTaskFamily
 
@@ -96,8 +96,6 @@ def check_anil_sgd(scale: float) -> Check:
 
 def check_depth2_sgd(scale: float) -> Check:
     """Width 2 from a default start: the flow stops short of the optimum, and plain SGD stops where it does."""
-    from simulations.experiments.dynamics import depth2_starts
-
     family = LinearTaskFamily.subspace(20, 5, 20, rank=2, seed=0)
     alpha, eta, steps = shallow_maml.optimal_step_size(family), 0.5, 600
     w1, w2 = depth2_starts(family, 2, 1.0, 1, seed=3)

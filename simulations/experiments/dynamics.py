@@ -68,9 +68,12 @@ class DynamicsConfig(Threads):
     times: tuple[float, ...] = option((), "gradient-flow times t to report (default: spread over the curve; "
                                           f"depth 2: up to the horizon {DEFAULTS['horizon']:g})")
     simulate: bool = option(False, "also meta-train with plain SGD from the same start (shallow, anil)")
-    seeds: int | None = option(None, f"SGD runs behind each simulated point (default {DEFAULTS['seeds']})")
-    meta_batch: int | None = option(None, f"tasks per SGD step (default {DEFAULTS['meta_batch']})")
-    eval_tasks: int | None = option(None, f"fresh tasks per run and time (default {DEFAULTS['eval_tasks']})")
+    seeds: int | None = option(None, f"SGD runs behind each simulated point (default {DEFAULTS['seeds']})",
+                               only_with="simulate")
+    meta_batch: int | None = option(None, f"tasks per SGD step (default {DEFAULTS['meta_batch']})",
+                                    only_with="simulate")
+    eval_tasks: int | None = option(None, f"fresh tasks per run and time (default {DEFAULTS['eval_tasks']})",
+                                    only_with="simulate")
     starts: int | None = option(None, f"depth 2: random starts per width and head scale (default "
                                       f"{DEFAULTS['starts']})")
     seed: int = option(0, "seed of the subspace, the start's direction, SGD's tasks and depth 2's starts")
@@ -104,10 +107,6 @@ class DynamicsConfig(Threads):
             raise ParameterError("steps", self.steps, f"1 with --model {self.model} (one inner step)")
         if self.model == "depth2" and self.simulate:
             raise ParameterError("simulate", True, "shallow or anil (depth 2's answer is its numerical flow)")
-        if not self.simulate:
-            for name in ("seeds", "meta_batch", "eval_tasks"):
-                if getattr(self, name) is not None:
-                    raise ParameterError(name, getattr(self, name), "given only with --simulate")
         if self.simulate and math.isinf(self.support):
             raise ParameterError("support", "inf", "a finite integer with --simulate")
         if self.model == "anil":
@@ -213,16 +212,6 @@ def _depth2(config: DynamicsConfig, family: LinearTaskFamily, alpha: float, prog
             "basins": cells}
 
 
-def depth2_starts(family: LinearTaskFamily, width: int, scale: float, starts: int, seed: int):
-    """``starts`` seeded two-layer nets with PyTorch's default initialisation, the head times ``scale``:
-    (W1 (starts, h, d), w2 (starts, 1, h))."""
-    from simulations.models import deep_linear
-
-    nets = [deep_linear(family.dim, 2, width, seed=seed + s) for s in range(starts)]
-    w1 = np.stack([net.layers[0].weight.detach().numpy() for net in nets])
-    return w1, scale * np.stack([net.layers[1].weight.detach().numpy() for net in nets])
-
-
 def basin_cells(family: LinearTaskFamily, width: int, scales, starts: int, alpha: float, times,
                 seed: int) -> tuple[list[dict], np.ndarray]:
     """At one width, for each head scale: how many of ``starts`` random starts the depth-2 flow takes to within
@@ -230,6 +219,7 @@ def basin_cells(family: LinearTaskFamily, width: int, scales, starts: int, alpha
     flow end), with a Wilson 95% interval; and the first start's loss curve at ``times``."""
     from scipy.stats import binomtest
 
+    from simulations.twins.dynamics import depth2_starts
     from theory.anil_width import anil_best_post_loss
     from theory.depth2_maml import depth2_best_post_loss
 

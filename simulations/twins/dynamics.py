@@ -39,6 +39,14 @@ def two_layer_start(family: LinearTaskFamily, w1, w2) -> LinearChain:
     return model
 
 
+def depth2_starts(family: LinearTaskFamily, width: int, scale: float, starts: int, seed: int):
+    """``starts`` seeded two-layer nets with PyTorch's default initialisation, the head times ``scale``:
+    (W1 (starts, h, d), w2 (starts, 1, h))."""
+    nets = [deep_linear(family.dim, 2, width, seed=seed + s) for s in range(starts)]
+    w1 = np.stack([net.layers[0].weight.detach().numpy() for net in nets])
+    return w1, scale * np.stack([net.layers[1].weight.detach().numpy() for net in nets])
+
+
 def sgd_losses(family: LinearTaskFamily, model: LinearChain, inner: InnerLoop, meta_lr: float,
                iterations, meta_batch: int, seeds: int, eval_tasks: int, seed: int = 0,
                progress: bool | str = False) -> np.ndarray:
