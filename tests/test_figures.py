@@ -33,6 +33,7 @@ from figures import (
     fig7_vision,
     fig8_many_steps,
     fig9_beyond_identical_tasks,
+    fig10_dynamics,
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE
@@ -57,6 +58,10 @@ TINY = {  # figure -> (module, its tiny profile); each figure takes a few second
                                                 iterations=10, eval_tasks=50, seeds=2)),
     9: (fig9_beyond_identical_tasks, fig9_beyond_identical_tasks.Config(runs=40, k_max=3, sim_steps=(1,), sim_runs=2,
                                                                       sim_iterations=20)),
+    10: (fig10_dynamics, fig10_dynamics.Config(anil_last=40.0, anil_eta=1.0, shallow_last=0.5, shallow_eta=0.1,
+                                               sgd_seeds=2, sgd_batch=50, eval_tasks=50, depth2_dim=4,
+                                               depth2_widths=(1, 2), depth2_scales=(0.3, 1.0), depth2_starts=2,
+                                               depth2_horizon=20.0)),
 }
 SUFFIXES = (".json", ".csv", ".pdf", ".png")
 
@@ -179,6 +184,7 @@ TINY_UNITS = {
     7: 1 * 2 * 2 * 3 * 2,  # digits only (omniglot is absent) × method × depth × remedy × seeds
     8: 2 * (1 + 2 * 2) + 2,  # dims × (theory + sim steps × seeds) + the d/K points of panel (b)
     9: 1 + 4 * 1 * 2,  # panel (a) + algorithms × sim steps × supports (∞, 5)
+    10: 1 + 2 + 2,  # ANIL, shallow MAML and joint training, one depth-2 unit per width
 }
 
 
