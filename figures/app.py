@@ -30,7 +30,8 @@ class AppConfig:
     (isotropic or power law), ‖μ‖, s², α (or α*), k, h; defaults are `explore`'s. Panels: the post-adaptation loss
     against α (shallow k-step curves with α*_k, the optimal preconditioner, ANIL and depth-2 at width h, the Bayes
     floor, the pre-adaptation loss, each labelled exact, numerical or Monte-Carlo), figure 6's phase diagram with the
-    setting marked, and the `explore --theory-only --json` command that prints the same numbers. Prints its URL on
+    setting marked, the meta-training curves of shallow MAML and ANIL (`dynamics`'s exact gradient flow), and the
+    `explore --theory-only --json` and `dynamics --json` commands that print the same numbers. Prints its URL on
     127.0.0.1; Ctrl-C stops it. `--export PATH.html` writes a self-contained page of the default setting's numbers
     and plots instead of serving."""
 

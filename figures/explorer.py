@@ -27,11 +27,13 @@ def _():
     import matplotlib.pyplot as plt
 
     from figures import explorer_compute as ex
+    from figures import explorer_dynamics as xd
     from figures import explorer_plots as xp
     from theory.ground.errors import ParameterError, UsageError
 
     searches = ex.Searches()  # the slow half of the theory, in a child process, cached per setting
-    return ParameterError, UsageError, ex, html, json, math, mo, plt, searches, xp
+    dynamics_searches = ex.Searches("dynamics")  # panel 3's curves, likewise
+    return ParameterError, UsageError, dynamics_searches, ex, html, json, math, mo, plt, searches, xd, xp
 
 
 @app.cell
@@ -99,17 +101,20 @@ def _(ParameterError, UsageError, alpha, dim, ex, input_decay, input_structure, 
 @app.cell
 def _(mo):
     get_searched, set_searched = mo.state(None)  # (config, searched_theory) once its search is done
-    return get_searched, set_searched
+    get_dynamics, set_dynamics = mo.state(None)  # (config, dynamics_panel) likewise
+    return get_dynamics, get_searched, set_dynamics, set_searched
 
 
 @app.cell
-def _(config, get_searched, searches, set_searched, tick):
-    _tick = tick.value  # a new tick reruns this cell: has the running search finished?
+def _(config, dynamics_searches, get_dynamics, get_searched, searches, set_dynamics, set_searched, tick):
+    _tick = tick.value  # a new tick reruns this cell: has a running search finished?
     if config is not None:
-        _done = searches.get(config)
-        _have = get_searched()
-        if _done is not None and (_have is None or _have[0] != config):
-            set_searched((config, _done))
+        for _runner, _get, _set in ((searches, get_searched, set_searched),
+                                    (dynamics_searches, get_dynamics, set_dynamics)):
+            _done = _runner.get(config)
+            _have = _get()
+            if _done is not None and (_have is None or _have[0] != config):
+                _set((config, _done))
     return
 
 
@@ -171,10 +176,29 @@ def _(command_panel, mo, phase):
 
 
 @app.cell
+def _(config, get_dynamics, html, mo, plt, xd):
+    _have = get_dynamics()
+    _head = mo.md("## 3. Meta-training dynamics: how it gets there (`paper_repro.py dynamics`)")
+    if config is None:
+        _body = mo.md("")
+    elif not _have or _have[0] != config:
+        _body = mo.md("pending… (computed in the background)")
+    else:
+        _fig = xd.dynamics_figure(_have[1])
+        _lines = [f"{model}: {part.get('command', '')}\n    {part.get('note', '')}" for model, part in _have[1].items()]
+        _body = mo.hstack([mo.as_html(_fig), mo.Html(f"<pre id='dynamics-commands' style='white-space:pre-wrap;"
+                                                      f"font-size:80%'>{html.escape(chr(10).join(_lines))}</pre>")],
+                          widths=[1, 1], align="start")
+        plt.close(_fig)
+    mo.vstack([_head, _body])
+    return
+
+
+@app.cell
 def _(mo):
-    mo.md("## 3–4. Meta-training dynamics and the adaptation rules side by side\n"
-          "Not here yet: they wait for the toolkit's theory of meta-training dynamics (issue 17) and of the "
-          "other adaptation rules (issue 18); these panels come with it.")
+    mo.md("## 4. The adaptation rules side by side\n"
+          "Not here yet: it waits for the toolkit's theory of the other adaptation rules (Meta-SGD, iMAML, "
+          "linear attention; issue 18) and comes with it.")
     return
 
 

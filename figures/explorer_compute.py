@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib
 import math
 import os
 import pickle
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from simulations.experiments import phase_diagram
-from simulations.experiments.explore import ExploreConfig, closed_forms, joined_theory, searched_theory
+from simulations.experiments.explore import ExploreConfig, closed_forms, joined_theory
 from theory import shallow_maml
 from theory.ground.errors import NoClosedForm, ParameterError, UsageError
 from theory.ground.options import Output, add_options, config_from_args, flags
@@ -108,11 +109,12 @@ def config_of(controls: Controls) -> ExploreConfig:
     return config_from_args(ExploreConfig, args)
 
 
-def _text(value) -> str:
+def option_text(value) -> str:
+    """A value as an option's argument that reads back exactly."""
     if isinstance(value, str):
         return value
     if isinstance(value, tuple):
-        return ",".join(map(_text, value))
+        return ",".join(map(option_text, value))
     if isinstance(value, float):
         return "inf" if math.isinf(value) else repr(value)  # repr: the shortest text that reads back exactly
     return str(value)
@@ -124,9 +126,9 @@ def command_line(controls: Controls) -> list[str]:
     argv = ["explore", "--theory-only"]
     for name, value in explore_options(controls).items():
         if isinstance(value, str | tuple):  # a list may start with a minus sign: --task-spectrum=-1,… is its value
-            argv.append(f"{flag[name]}={_text(value)}")
+            argv.append(f"{flag[name]}={option_text(value)}")
         elif name != "theory_only":
-            argv += [flag[name], _text(value)]
+            argv += [flag[name], option_text(value)]
     return [*argv, "--json"]
 
 
@@ -135,12 +137,12 @@ def shell_command(controls: Controls) -> str:
     return shlex.join(["python", "paper_repro.py", *command_line(controls)])
 
 
-def error_line(err: ParameterError | UsageError) -> str:
-    """The command line's message for ``err`` (a ParameterError as paper_repro.option_error words it), as
-    paper_repro.main prints it."""
+def error_line(err: ParameterError | UsageError, config: type = ExploreConfig) -> str:
+    """The command line's message for ``err`` (a ParameterError as paper_repro.option_error words it, naming the
+    option of ``config`` that set the parameter), as paper_repro.main prints it."""
     if isinstance(err, UsageError):
         return f"paper_repro.py: error: {err}"
-    flag = flags(ExploreConfig).get(err.parameter, err.parameter)
+    flag = flags(config).get(err.parameter, err.parameter)
     return f"paper_repro.py: error: argument {flag}: {err.value!r} is out of range: {err.valid}"
 
 
@@ -202,26 +204,32 @@ def method(theory: dict, key: str) -> str:
     return "numerical" if "numerical" in note else "exact"
 
 
-def search_child() -> None:
-    """The child process of Searches: a pickled ExploreConfig on stdin, ("ok", searched_theory) or ("error", its
+JOBS = {"searched": ("simulations.experiments.explore", "searched_theory"),  # what a Searches child can run
+        "dynamics": ("figures.explorer_dynamics", "dynamics_panel")}
+
+
+def search_child(job: str = "searched") -> None:
+    """The child process of Searches: a pickled ExploreConfig on stdin, ("ok", JOBS[job](config)) or ("error", its
     text) pickled on stdout; torch, which the depth-2 search imports, lives here."""
     config = pickle.load(sys.stdin.buffer)
+    module, name = JOBS[job]
     try:
-        answer = ("ok", searched_theory(config))
+        answer = ("ok", getattr(importlib.import_module(module), name)(config))
     except Exception as err:  # any failure is shown in the app as the quantities' note
         answer = ("error", f"{type(err).__name__}: {err}")
     sys.stdout.buffer.write(pickle.dumps(answer))
 
 
 class Searches:
-    """searched_theory per setting, one at a time in a child process (``search_child``), cached.
+    """searched_theory (or another of JOBS) per setting, one at a time in a child process (``search_child``), cached.
 
     ``get(config)`` returns the finished dict or None (pending: started now, or still running); asking for another
     setting stops the running search (its result would be stale). The child has one torch thread, as explore's
     default ``--threads 1``.
     """
 
-    def __init__(self):
+    def __init__(self, job: str = "searched"):
+        self.job = job
         self._done: dict[ExploreConfig, dict] = {}
         self._job = None  # (config, process)
         self._lock = threading.Lock()
@@ -251,9 +259,9 @@ class Searches:
 
     def _start(self, config: ExploreConfig) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # read by torch when the child imports it
-        process = subprocess.Popen([sys.executable, "-c", "import figures.explorer_compute as m; m.search_child()"],
-                                   cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL)
+        code = f"import figures.explorer_compute as m; m.search_child({self.job!r})"
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         process.stdin.write(pickle.dumps(config))
         process.stdin.close()
         self._job = (config, process)

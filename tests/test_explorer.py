@@ -63,6 +63,23 @@ def test_the_app_shows_explores_numbers(controls, capsys):
     assert [c["steps"] for c in ex.panel_one(config)["curves"]] == sorted({1, controls.steps})
 
 
+@pytest.mark.parametrize("controls", [ex.Controls(), ex.Controls(dim=20, steps=2, width=8),
+                                      ex.Controls(mean_norm=1.0)], ids=["defaults", "two-steps", "mean"])
+def test_panel_three_is_the_dynamics_commands_curve(controls, capsys):
+    """Panel 3's curves are ``paper_repro.py dynamics --json``'s for the command it shows, or its one-line refusal."""
+    from figures import explorer_dynamics as xd
+
+    panel = xd.dynamics_panel(ex.config_of(controls))
+    for part in panel.values():
+        if "command" not in part:  # refused: the command line's own line (ANIL needs μ = 0 and one step)
+            assert part["note"].startswith("paper_repro.py: error: argument --"), part
+            continue
+        assert paper_repro.main(shlex.split(part["command"])[2:]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert (printed["times"], printed["loss"], printed["limit"]) == (part["times"], part["loss"], part["limit"])
+    assert "loss" in panel["shallow"]
+
+
 def test_an_empty_spectrum_asks_for_one():
     """On the command line --task-spectrum '' means none (the subspace); in the app, a spectrum still to type."""
     with pytest.raises(UsageError, match="give exactly d = 3"):
@@ -161,7 +178,8 @@ def _imports(code: str, *args: str) -> tuple[subprocess.CompletedProcess, set[st
 
 
 def test_the_app_modules_import_no_torch():
-    proc, names = _imports("import figures.explorer_compute, figures.explorer_plots, figures.app")
+    proc, names = _imports("import figures.explorer_compute, figures.explorer_plots, figures.explorer_dynamics, "
+                           "figures.app")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "torch" not in names and "numpy" in names
 
@@ -228,7 +246,7 @@ def test_in_a_real_browser_changing_d_shows_the_closed_form(tmp_path):
     try:
         with sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1900})
+            page = browser.new_page(viewport={"width": 1500, "height": 2350})
             try:
                 page.goto(f"http://127.0.0.1:{port}", timeout=60_000)
                 page.wait_for_selector("#explore-json", timeout=60_000)
@@ -256,6 +274,7 @@ def test_in_a_real_browser_changing_d_shows_the_closed_form(tmp_path):
                 assert _shown_theory(page)["shallow_best_post_loss"] == expected
                 page.wait_for_function("!document.querySelector('#explorer-numbers').innerText.includes('pending')",
                                        timeout=90_000)  # the searched half arrives without a reload
+                page.wait_for_selector("#dynamics-commands", timeout=90_000)  # and panel 3
                 page.screenshot(path=str(shot), full_page=True)
             except Exception:
                 page.screenshot(path=str(shot), full_page=True)
