@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class AppConfig:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no owner
         try:
             probe.bind((HOST, port))
         except OSError:
@@ -62,44 +64,57 @@ def _answers(port: int) -> bool:
 
 def serve(port: int, headless: bool) -> subprocess.Popen:
     """Start ``marimo run figures/explorer.py`` on 127.0.0.1:port; return once it answers (UsageError if it
-    cannot start within SERVE_TIMEOUT seconds)."""
+    cannot start within SERVE_TIMEOUT seconds; the server stopped on any error or interrupt before that)."""
     if not _port_free(port):
         raise UsageError(f"argument --port: {port} is in use on {HOST} (choose another port)")
     command = [sys.executable, "-m", "marimo", "run", str(NOTEBOOK), "--host", HOST, "--port", str(port),
                "--no-sandbox", *(["--headless"] if headless else [])]
+    log = tempfile.TemporaryFile()  # marimo's messages: a file, never a pipe that fills and stalls the server
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "MPLBACKEND": "Agg"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + SERVE_TIMEOUT
-    while not _answers(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            reason = process.stderr.read().decode(errors="replace").strip().splitlines()[-1:] or ["no answer"]
-            raise UsageError(f"argument --port: the app did not start on {HOST}:{port} ({reason[0]})")
-        time.sleep(0.2)
+                               stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        while not _answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                last = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no answer"]
+                raise UsageError(f"argument --port: the app did not start on {HOST}:{port} ({last[0]})")
+            time.sleep(0.2)
+    except BaseException:
+        stop(process)
+        raise
     return process
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Stop the server: SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def run(config: AppConfig, progress: bool = False) -> dict:
-    """Export the snapshot, or serve until Ctrl-C (the URL printed as soon as the app answers)."""
+    """Export the snapshot, or serve until Ctrl-C or SIGTERM (the URL printed as soon as the app answers)."""
     if config.export is not None:
         page = _snapshot()
         atomic_write_text(Path(config.export), page)
         return {"export": config.export, "bytes": len(page.encode())}
-    process = serve(config.port, headless=config.no_browser)
     url = f"http://{HOST}:{config.port}"
-    print(f"The explorer is at {url} (Ctrl-C stops it)", flush=True)
     before = signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops the server too
     try:
-        process.wait()
-    except KeyboardInterrupt:
-        pass
+        process = serve(config.port, headless=config.no_browser)
+        try:
+            print(f"The explorer is at {url} (Ctrl-C stops it)", flush=True)
+            process.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop(process)
     finally:
         signal.signal(signal.SIGTERM, before)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
     return {"url": url}
 
 

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,23 @@ def _serve(port: int) -> subprocess.Popen:
     assert f"http://127.0.0.1:{port}" in line, (line, process.poll())
     assert time.monotonic() - start < 30
     return process
+
+
+def test_app_serves_within_30_s_and_stops_on_sigterm():
+    """Without a browser too: the URL line within 30 s, the page served there, and a plain kill stops the server
+    (exit 0, the port free again)."""
+    port = _free_port()
+    process = _serve(port)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=30) as page:
+            assert page.status == 200 and b"<html" in page.read()
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0 and "stopped" in out
+    with socket.socket() as probe:  # nothing listens there any more (TIME_WAIT left by the request is no owner)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
 
 
 def _shown_theory(page) -> dict:
