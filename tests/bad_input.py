@@ -271,6 +271,7 @@ DYNAMICS_ROWS = [
     (["dynamics", "--model", "anil", "--mean-norm", "1"], "--mean-norm", "0 with --model anil"),
     (["dynamics", "--model", "anil", "--steps", "2"], "--steps", "1 with --model anil"),
     (["dynamics", "--model", "anil", "--dim", "6", "--width", "7"], "--width", "<= 6"),
+    (["dynamics", "--model", "anil", "--width", "51"], "--width", "<= 50"),
     (["dynamics", "--model", "depth2", "--simulate"], "--simulate", "shallow or anil"),
     (["dynamics", "--model", "depth2", "--meta-lr", "0.1"], "--meta-lr", "not given with --model depth2"),
     (["dynamics", "--times", "-1"], "--times", "times in [0, 1e7]"),

@@ -76,6 +76,19 @@ def test_shallow_maml_is_slower_than_joint_training_by_h_exactly():
     assert_close(ratio / ratio[0], np.exp(-2 * (h - 1) * times), tol=1e-12)
 
 
+def test_the_formulas_curvature_is_h_symbolically():
+    import sympy as sp
+
+    from theory.latex import formulas, isotropic_curvature
+
+    h = isotropic_curvature()
+    symbols = {str(s): s for s in h.free_symbols}
+    alpha, d, k = symbols["alpha"], symbols["d"], symbols["K"]
+    assert sp.simplify(h - ((1 - alpha) ** 2 + alpha**2 * (d + 1) / k)) == 0
+    assert float(h.subs({alpha: 0.3, d: 20, k: 5})) == pytest.approx(dynamics.isotropic_slowdown(20, 5, 0.3))
+    assert any("gradient flow" in title for title in formulas())
+
+
 def test_anil_modes_are_logistic_with_commuting_covariances_and_any_width():
     family = LinearTaskFamily.from_covariances(5, 3, 10, task_cov=np.diag([1.5, 0.0, 0.4, 0.9, 0.05]),
                                                input_cov=np.diag([0.5, 2.0, 1.0, 1.3, 0.8]), noise_var=0.2)
@@ -167,3 +180,10 @@ def test_dynamics_command_depth2_reports_basin_fractions(capsys):
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("dynamics.") and result.passed, result
+
+
+def test_dynamics_command_with_a_flat_objective(capsys):
+    """K = ∞, Σx = I, α* = 1: one step lands on every task's w_τ, so H = 0 and every loss is 0."""
+    out = _json(capsys, "dynamics", "--support", "inf")
+    assert out["stability_limit"] == "inf" and out["slowdown"] == 0.0
+    assert max(out["loss"]) == 0.0 and out["limit"] == 0.0

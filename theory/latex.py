@@ -90,7 +90,24 @@ def formulas() -> dict[str, str]:
         "ANIL (head layer) and bottom-layer steps, exact": r"W' = W - \alpha\, G B_L^\top B_L, \qquad "
                                                           r"W' = W - \alpha\, A_1 A_1^\top G",
         "Logistic regression gradient": logistic.latex_logistic_gradient(),
+        "Shallow MAML, gradient flow on the meta-objective (t = η·n)": r"L(t) = L^\star + \tfrac12 \sum_j h_j "
+            r"e^{-2 h_j t} \big(v_j^\top(\theta_0 - \mu)\big)^2,\quad H = \sum_j h_j v_j v_j^\top = \mathbb{E}"
+            r"\big[(I - \alpha\hat S)^{k\top} \Sigma_x (I - \alpha\hat S)^k\big];\quad L_n = L^\star + \tfrac12"
+            r"\sum_j h_j (1 - \eta h_j)^{2n} \big(v_j^\top(\theta_0 - \mu)\big)^2,\ \eta < 2/h_{\max};\quad "
+            r"\Sigma_x = I,\ k = 1:\ H = h I,\ h = " + sp.latex(isotropic_curvature())
+            + r" = (1 - \alpha)^2 + \alpha^2 \tfrac{d + 1}{K}",
+        "ANIL, gradient flow from an aligned start (each mode a logistic curve)": r"q_i(t) = \frac{q_i^\star}{1 + "
+            r"\big(q_i^\star/q_i(0) - 1\big) e^{-4\alpha a_i t}},\quad q_i^\star = \frac{a_i}{b_i},\quad a_i = "
+            r"\sigma_i^2 c_i,\ b_i = \sigma_i\big(\tfrac{K+1}{K}\sigma_i^2 c_i + \tfrac{\operatorname{tr}(\Sigma_x"
+            r"\Sigma_w) + s^2}{K}\sigma_i\big);\quad a_i = 0:\ q_i(t) = \frac{q_i(0)}{1 + 4\alpha b_i q_i(0) t};"
+            r"\quad t_i = \frac{\ln(q_i^\star/q_i(0) - 1)}{4\alpha a_i};\quad L(t) = \tfrac12\sum_i\big("
+            r"\sigma_i c_i - 2 a_i q_i + b_i q_i^2\big) + \tfrac12 s^2",
     }
+
+
+def isotropic_curvature() -> sp.Expr:
+    """h = 2 ∂L_post/∂R for Σx = I, one step, R = tr C: the meta-objective's curvature (theory.dynamics)."""
+    return sp.factor(2 * sp.diff(isotropic_k_step_expression(1), sp.Symbol("R")))
 
 
 def markdown() -> str:

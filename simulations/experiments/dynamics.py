@@ -25,9 +25,10 @@ MODELS = ("shallow", "anil", "depth2")
 BASIN_TOL = 1e-3  # a flow "reaches the optimum" when it ends within this of the best loss known
 STOPPED_GRAD = 1e-4  # ... and has stopped when ‖∇L‖ is below this at the horizon
 DEPTH2_WIDTHS = (1, 2, 4)
+DEPTH2_DIM = 20
 DEPTH2_SCALES = (0.1, 0.3, 1.0, 3.0)
 DEFAULTS = {"init_scale": {"shallow": 1.0, "anil": 0.1}, "meta_lr": 0.1, "seeds": 4, "meta_batch": 1000,
-            "eval_tasks": 2000, "starts": 16, "horizon": 300.0}
+            "eval_tasks": 2000, "starts": 8, "horizon": 300.0}
 _FAMILY_FIELDS = ("dim", "support", "query", "rank", "task_var", "mean_norm", "task_spectrum", "input_spectrum",
                   "noise_var", "seed")
 
@@ -47,7 +48,8 @@ class DynamicsConfig(Threads):
 
     model: str = option("shallow", "which meta-training: shallow MAML, ANIL (head adapted, width h) or depth-2 "
                                    "full MAML", choices=MODELS)
-    dim: int = option(PAPER.dim, "input dimension d")
+    dim: int | None = option(None, f"input dimension d (default {PAPER.dim}; depth2: {DEPTH2_DIM}, figure 3's family, "
+                                   "where the exact depth-2 loss of many nets at once is affordable)")
     support: int | float = option(PAPER.support, "support points K per task ('inf': the K → ∞ limit, theory "
                                                  "only)", parse=parse_support, metavar="K")
     query: int = option(PAPER.query, "query points Q per task (the simulation's meta-loss)")
@@ -114,12 +116,19 @@ class DynamicsConfig(Threads):
                 raise ParameterError("mean_norm", self.mean_norm, "0 with --model anil (v₀ = 0 is optimal and "
                                                                   "stays 0 only when μ = 0)")
             if self.width is not None:
-                require_int("width", self.width, 1, self.dim)
+                require_int("width", self.width, 1, self.effective_dim)
         elif self.width is not None:
             require_int("width", self.width, 1, 64)
 
+    @property
+    def effective_dim(self) -> int:
+        if self.dim is not None:
+            return self.dim
+        return DEPTH2_DIM if self.model == "depth2" else PAPER.dim
+
     def explore_config(self) -> ExploreConfig:
-        return ExploreConfig(**{name: getattr(self, name) for name in _FAMILY_FIELDS}, theory_only=True)
+        values = {name: getattr(self, name) for name in _FAMILY_FIELDS} | {"dim": self.effective_dim}
+        return ExploreConfig(**values, theory_only=True)
 
     def family(self) -> LinearTaskFamily:
         return self.explore_config().family()
@@ -137,7 +146,7 @@ def run(config: DynamicsConfig, progress: bool = False) -> dict:
     family = config.family()
     alpha = config.alpha if config.alpha is not None else shallow_maml.optimal_step_size(family, 1)
     report = {"shallow": _shallow, "anil": _anil, "depth2": _depth2}[config.model](config, family, alpha, progress)
-    return {**report, "alpha": alpha, "config": asdict(config)}
+    return {**report, "alpha": alpha, "dim": family.dim, "config": asdict(config)}
 
 
 def _shallow(config: DynamicsConfig, family: LinearTaskFamily, alpha: float, progress: bool) -> dict:
@@ -148,7 +157,9 @@ def _shallow(config: DynamicsConfig, family: LinearTaskFamily, alpha: float, pro
     except NoClosedForm as err:
         raise ParameterError("steps", config.steps, f"a setting with an exact k-step loss ({err})") from None
     eta, curvature = config.value("meta_lr"), np.linalg.eigvalsh(hess)
-    times = np.asarray(config.times or _times(0.02 / curvature[-1], 3.0 / max(curvature[0], 1e-12), eta), float)
+    moving = curvature[curvature > 1e-12 * max(abs(curvature[-1]), 1.0)]  # directions the flow moves along
+    spread = (0.02 / moving[-1], 3.0 / moving[0]) if moving.size else (eta, 10 * eta)  # H = 0: a flat objective
+    times = np.asarray(config.times or _times(*spread, eta), float)
     curve = dynamics.shallow_flow(family, theta0, alpha, times, config.steps)
     joint = dynamics.shallow_flow(family, theta0, 0.0, times)
     out = _curve_json(curve) | {
@@ -281,7 +292,7 @@ def _simulate(config: DynamicsConfig, family: LinearTaskFamily, model, inner, cu
 
 def format_report(report: dict) -> str:
     c = report["config"]
-    head = (f"Meta-training dynamics: {c['model']}, d={c['dim']}, K={c['support']}, s²={c['noise_var']}, "
+    head = (f"Meta-training dynamics: {c['model']}, d={report['dim']}, K={c['support']}, s²={c['noise_var']}, "
             f"α={report['alpha']:.4g}; t = η·n; {report['method']}")
     lines = [head]
     if report.get("note"):
