@@ -259,7 +259,10 @@ FIXED_POINTS_ROWS = [
     (["fixed-points", "--simulate", "--seed", "2147483648"], "--seed", SEED),
 ]
 
+MEMORY = "fit in memory"  # a d whose d × d matrices cannot be allocated here: refused before any is
+
 DYNAMICS_ROWS = [
+    (["dynamics", "--dim", "1000000"], "--dim", MEMORY),
     (["dynamics", "--model", "wide"], "--model", "invalid choice"),
     (["dynamics", "--width", "2"], "--width", "not given with --model shallow"),
     (["dynamics", "--starts", "3"], "--starts", "not given with --model shallow"),
@@ -284,5 +287,11 @@ DYNAMICS_ROWS = [
     (["dynamics", "--seed", "-1"], "--seed", SEED),
 ]
 
-BAD_INPUT = [*FIGURES_ROWS, *COMPARE_ROWS, *VERIFY_ROWS, *EXPLORE_ROWS, *BENCH_ROWS, *FORMULAS_ROWS, *VISION_ROWS,
-             *FINITE_TASKS_ROWS, *FIXED_POINTS_ROWS, *DYNAMICS_ROWS]
+SIZE_ROWS = [
+    (["explore", "--dim", "1000000", "--theory-only"], "--dim", MEMORY),
+    (["explore", "--dim", "1000000"], "--dim", MEMORY),
+    (["finite-tasks", "--dim", "1000000", "--runs", "2"], "--dim", MEMORY),
+]
+
+BAD_INPUT = [*SIZE_ROWS, *FIGURES_ROWS, *COMPARE_ROWS, *VERIFY_ROWS, *EXPLORE_ROWS, *BENCH_ROWS, *FORMULAS_ROWS,
+             *VISION_ROWS, *FINITE_TASKS_ROWS, *FIXED_POINTS_ROWS, *DYNAMICS_ROWS]

@@ -31,7 +31,7 @@ from theory.ground.options import flag_of
 from theory.task_family import LinearTaskFamily
 
 TABLE_COMMANDS = ("figures", "compare", "verify", "explore", "bench", "formulas", "vision", "finite-tasks",
-                     "fixed-points")  # the subcommands tests/bad_input.py covers (newer ones add their own rows)
+                  "fixed-points", "dynamics")  # the subcommands tests/bad_input.py covers (app: tests/test_explorer.py)
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_TOL = 1e-12  # float64: the CLI prints the very closed forms recomputed here
 TINY = ["--dim", "10", "--support", "5", "--rank", "2", "--iterations", "150", "--eval-tasks", "400",

@@ -81,3 +81,13 @@ def test_task_batch_to_keeps_integer_labels_and_missing_weights():
     moved = batch.to(dtype=torch.float64)
     assert moved.x_support.dtype == torch.float64 and moved.y_query.dtype == torch.long
     assert moved.weights is None and torch.equal(moved.y_query, batch.y_query)
+
+
+def test_a_dimension_whose_matrices_cannot_fit_is_refused_before_any_is_allocated():
+    from theory.ground.memory import MATRICES, available_bytes
+
+    with pytest.raises(ParameterError, match="fit in memory") as err:
+        LinearTaskFamily(10**7, 5, 10)
+    assert err.value.parameter == "dim"
+    available = available_bytes()
+    assert available is not None and MATRICES * 8 * 10**14 > available

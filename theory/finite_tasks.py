@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.ground.errors import ParameterError, require_int, require_real
+from theory.ground.memory import require_square_matrices_fit
 from theory.shallow_maml import post_adaptation_loss, quadratic_coefficients
 from theory.task_family import LinearTaskFamily
 
@@ -92,8 +93,9 @@ def evaluation_family(dim: int, test_support: int, noise_var: float, task_var: f
                 query: int = 50) -> LinearTaskFamily:
     """The test tasks: Σx = I, w ~ N(w₀, V·I), n_r support points (``query`` matters only to simulations)."""
     require_real("task_var", task_var, 0.0)
+    dim = require_square_matrices_fit("dim", require_int("dim", dim, 1))  # before the d × d factor below
     return LinearTaskFamily(dim, test_support, query, noise_var, task_mean=task_mean,
-                            task_factor=np.sqrt(task_var) * np.eye(require_int("dim", dim, 1)))
+                            task_factor=np.sqrt(task_var) * np.eye(dim))
 
 
 def expected_test_loss(family: LinearTaskFamily, omega, test_alpha: float) -> np.ndarray | float:

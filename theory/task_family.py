@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from theory.ground.errors import ParameterError, require_int, require_real
+from theory.ground.memory import require_square_matrices_fit
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +36,7 @@ class LinearTaskFamily:
     task_factor: np.ndarray = field(default=None, repr=False)  # F (d, r): Σw = F Fᵀ; None = I
 
     def __post_init__(self):
-        d = require_int("dim", self.dim, 1)
+        d = require_square_matrices_fit("dim", require_int("dim", self.dim, 1))
         object.__setattr__(self, "dim", d)
         if not (isinstance(self.support, float) and math.isinf(self.support) and self.support > 0):
             object.__setattr__(self, "support", require_int("support", self.support, 1))
@@ -98,7 +99,7 @@ class LinearTaskFamily:
         ``mean_norm`` sets ‖μ‖ (μ drawn in a random direction from the same seed; 0 gives μ = 0).
         ``input_cov`` (d, d) symmetric positive definite, default I.
         """
-        dim = require_int("dim", dim, 1)
+        dim = require_square_matrices_fit("dim", require_int("dim", dim, 1))
         rank = dim if rank is None else require_int("rank", rank, 1, dim)
         require_real("task_scale", task_scale, 0.0, strict=True)
         require_real("mean_norm", mean_norm, 0.0)

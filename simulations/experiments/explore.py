@@ -38,6 +38,7 @@ from theory.ground.errors import (
     require_real,
     require_seed,
 )
+from theory.ground.memory import require_square_matrices_fit
 from theory.ground.options import Threads, flags, option, parse_support
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
@@ -122,7 +123,7 @@ class ExploreConfig(Threads):
 
     def __post_init__(self):
         super().__post_init__()
-        require_int("dim", self.dim, 1)
+        require_square_matrices_fit("dim", require_int("dim", self.dim, 1))  # before any d × d matrix
         self._check_family()
         require_real("noise_var", self.noise_var, 0.0)
         if self.alpha is not None and not 0 < require_real("alpha", self.alpha) <= 1e3:

@@ -19,6 +19,7 @@ from simulations.statistics import Estimate
 from simulations.tasks import offset_init, sample_training_sets
 from theory import finite_tasks
 from theory.ground.errors import ParameterError, require_int, require_real, require_seed
+from theory.ground.memory import require_square_matrices_fit
 from theory.ground.options import option
 
 MAX_TRAIN_ALPHA = 1e100  # α_t² times the data's fourth moments must stay finite in float64 (1e308: overflow);
@@ -53,7 +54,7 @@ class FiniteTasksConfig:
     seed: int = option(0, "seed of ω₀'s direction and of the training sets")
 
     def __post_init__(self):
-        require_int("dim", self.dim, 1)
+        require_square_matrices_fit("dim", require_int("dim", self.dim, 1))  # before any d × d matrix
         require_int("tasks", self.tasks, 1)
         require_int("train_support", self.train_support, 1)
         require_int("train_query", self.train_query, 1)
