@@ -31,3 +31,14 @@ def matrix_preconditioner(name: str, dim: int, dtype=torch.float64) -> GradientT
         return {n: (g @ p["precond"].T if n == name else g) for n, g in grads.items()}  # (1, d)
 
     return GradientTransform(params, apply)
+
+
+def diagonal_preconditioner(name: str, dim: int, dtype=torch.float64) -> GradientTransform:
+    """U(g) = diag(p) g for the (1, d) weight ``name`` of a shallow model: Meta-SGD's per-parameter step sizes
+    (Li et al. 2017), α·p_i for coordinate i; p = 1 initially. theory.meta_sgd is its closed form."""
+    params = {"step_sizes": torch.ones(dim, dtype=dtype, requires_grad=True)}
+
+    def apply(grads: Params, p: Params) -> Params:
+        return {n: (g * p["step_sizes"] if n == name else g) for n, g in grads.items()}  # (1, d) ∘ (d,)
+
+    return GradientTransform(params, apply)

@@ -20,6 +20,7 @@ from simulations.checks import (
     fixed_points,
     linear_attention,
     logistic,
+    meta_sgd,
     preconditioned_maml,
     scalar_deep,
     shallow_maml,
@@ -33,7 +34,8 @@ __all__ = ["CHECKS", "MIN_SCALE", "REGISTRY", "Check", "format_checks", "run_che
 REGISTRY: dict[str, list[Declared]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
     for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, depth2_maml, logistic, scalar_deep,
-                   bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points, dynamics, linear_attention)
+                   bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points, dynamics, linear_attention,
+                   meta_sgd)
 }  # theory stem -> its checks
 CHECKS: list[Declared] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
