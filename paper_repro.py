@@ -12,6 +12,7 @@
   python paper_repro.py finite-tasks    MAML on a finite task set: the best training step is negative
   python paper_repro.py fixed-points ... MAML, FO-MAML, Reptile and ERM fixed points (--group …)
   python paper_repro.py dynamics ...   how meta-training gets there: exact gradient-flow curves (--model …)
+  python paper_repro.py in-context ... in-context learning by linear attention: one meta-learned step
   python paper_repro.py app ...         the explorer: sliders in the browser (--port, --no-browser, --export)
 
 Options go after the subcommand; options with no subcommand are the figures' (`--full --only 1,4`).
@@ -77,6 +78,9 @@ COMMANDS = {
     "dynamics": Command("simulations.experiments.dynamics", "DynamicsConfig",
                         "how meta-training gets there: the exact gradient-flow curve of shallow MAML, ANIL, depth 2",
                         prints_json=True),
+    "in-context": Command("simulations.experiments.in_context", "InContextConfig",
+                          "in-context learning by linear attention: Γ* and the exact test loss at any context length",
+                          prints_json=True),
     "app": Command("figures.app", "AppConfig", "the explorer: the failure mode under sliders, in the browser"),
 }
 

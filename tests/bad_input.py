@@ -287,6 +287,26 @@ DYNAMICS_ROWS = [
     (["dynamics", "--seed", "-1"], "--seed", SEED),
 ]
 
+IN_CONTEXT_ROWS = [
+    (["in-context", "--dim", "0"], "--dim", ">= 1"),
+    (["in-context", "--dim", "201"], "--dim", "<= 200"),
+    (["in-context", "--context", "0"], "--context", ">= 1"),
+    (["in-context", "--input-spectrum", "1,2"], "--input-spectrum", "exactly d = 5"),
+    (["in-context", "--dim", "2", "--input-spectrum", "1,0"], "--input-spectrum", "(1e-12, 1e12]"),
+    (["in-context", "--dim", "2", "--input-spectrum", "1,x"], "--input-spectrum", "not a number"),
+    (["in-context", "--task-var", "0"], "--task-var", "(0, 1e12]"),
+    (["in-context", "--noise", "-1"], "--noise", "[0, 1e12]"),
+    (["in-context", "--test-context", "0"], "--test-context", ">= 1"),
+    (["in-context", "--test-context", "1.5"], "--test-context", "not an integer"),
+    (["in-context", "--layers", "0"], "--layers", ">= 1"),
+    (["in-context", "--layers", "2", "--simulate"], "--layers", "1 with --simulate"),
+    (["in-context", "--seeds", "3"], "--seeds", "only with --simulate"),
+    (["in-context", "--simulate", "--seeds", "1"], "--seeds", ">= 2"),
+    (["in-context", "--simulate", "--iterations", "0"], "--iterations", ">= 1"),
+    (["in-context", "--seed", "-1"], "--seed", SEED),
+    (["in-context", "--context", "5", "--context", "6"], "--context", TWICE),
+]
+
 SIZE_ROWS = [
     (["explore", "--dim", "1000000", "--theory-only"], "--dim", MEMORY),
     (["explore", "--dim", "1000000"], "--dim", MEMORY),
@@ -294,4 +314,4 @@ SIZE_ROWS = [
 ]
 
 BAD_INPUT = [*SIZE_ROWS, *FIGURES_ROWS, *COMPARE_ROWS, *VERIFY_ROWS, *EXPLORE_ROWS, *BENCH_ROWS, *FORMULAS_ROWS,
-             *VISION_ROWS, *FINITE_TASKS_ROWS, *FIXED_POINTS_ROWS, *DYNAMICS_ROWS]
+             *VISION_ROWS, *FINITE_TASKS_ROWS, *FIXED_POINTS_ROWS, *DYNAMICS_ROWS, *IN_CONTEXT_ROWS]

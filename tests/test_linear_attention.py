@@ -82,3 +82,35 @@ def test_bad_gamma_names_the_parameter():
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("linear_attention.") and result.passed, result
+
+
+def _json(capsys, *argv):
+    import json
+
+    import paper_repro
+
+    assert paper_repro.main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_in_context_command_prints_the_closed_forms_and_its_trained_layers_agree(capsys):
+    spectrum = [k / 15 for k in range(1, 6)]
+    out = _json(capsys, "in-context", "--dim", "5", "--context", "20", "--input-spectrum",
+                ",".join(map(str, spectrum)), "--simulate", "--seeds", "2", "--iterations", "300", "--eval-tasks",
+                "2000")
+    family = LinearTaskFamily.from_covariances(5, 20, 10, task_cov=np.eye(5), input_cov=np.diag(spectrum))
+    assert_close(np.asarray(out["gamma_star"]), linear_attention.optimal_gamma(family), tol=1e-12)
+    assert [r["test_context"] for r in out["rows"]] == [10, 20, 40]
+    for row in out["rows"]:
+        assert row["test_loss"] == pytest.approx(linear_attention.optimal_icl_loss(family, row["test_context"]))
+        assert np.isfinite(row["simulated_loss"]) and row["ci95"] > 0
+
+
+def test_in_context_stacked_layers_use_the_step_learned_at_n(capsys):
+    out = _json(capsys, "in-context", "--layers", "3", "--test-context", "10,20")
+    family = LinearTaskFamily.from_covariances(5, 20, 10, task_cov=np.eye(5))
+    step = shallow_maml.optimal_step_size(family, 3)
+    for row in out["rows"]:
+        assert row["stacked_loss"] == pytest.approx(
+            linear_attention.stacked_layers_loss(family, 3 * step, 3, row["test_context"]), rel=1e-12)
+    assert out["rows"][1]["stacked_loss"] < out["rows"][1]["test_loss"]  # three steps beat one at N

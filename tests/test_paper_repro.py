@@ -31,7 +31,7 @@ from theory.ground.options import flag_of
 from theory.task_family import LinearTaskFamily
 
 TABLE_COMMANDS = ("figures", "compare", "verify", "explore", "bench", "formulas", "vision", "finite-tasks",
-                  "fixed-points", "dynamics")  # the subcommands tests/bad_input.py covers (app: tests/test_explorer.py)
+                  "fixed-points", "dynamics", "in-context")  # covered by tests/bad_input.py (app: test_explorer.py)
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_TOL = 1e-12  # float64: the CLI prints the very closed forms recomputed here
 TINY = ["--dim", "10", "--support", "5", "--rank", "2", "--iterations", "150", "--eval-tasks", "400",
@@ -52,9 +52,10 @@ def _error_lines(stderr: str) -> list[str]:
 # -- every option reaches the config its subcommand builds ------------------------------------------
 # fields whose generic non-default value (below) would be invalid (the spectra need exactly d = 50 values)
 EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "input_spectrum": (2.0,) * 50,
-            "train_alpha": (0.5, -0.5), "times": (1.0, 2.5)}
+            "train_alpha": (0.5, -0.5), "times": (1.0, 2.5), "test_context": (7, 9)}
 CONTEXT = {("dynamics", "width"): ["--model", "depth2"],  # options that mean something only for another model
-           ("dynamics", "starts"): ["--model", "depth2"]}
+           ("dynamics", "starts"): ["--model", "depth2"],
+           ("in-context", "input_spectrum"): ["--dim", "50"]}  # EXAMPLES' spectrum has d = 50 values
 REPEATED = {"groups": (["prob=0.3,input-var=2,task-mean=1", "--group", "prob=0.7,input-var=1,task-mean=0,task-var=1"],
                        (TaskGroup(0.3, 2.0, 1.0), TaskGroup(0.7, 1.0, 0.0, 1.0)))}  # options given once per element
 
