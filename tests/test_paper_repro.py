@@ -52,7 +52,8 @@ def _error_lines(stderr: str) -> list[str]:
 # -- every option reaches the config its subcommand builds ------------------------------------------
 # fields whose generic non-default value (below) would be invalid (the spectra need exactly d = 50 values)
 EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "input_spectrum": (2.0,) * 50,
-            "train_alpha": (0.5, -0.5), "times": (1.0, 2.5), "test_context": (7, 9)}
+            "train_alpha": (0.5, -0.5), "times": (1.0, 2.5), "test_context": (7, 9),
+            "task_cov": "tests/data/identity_50.txt", "input_cov": "tests/data/identity_50.txt"}  # d = 50
 CONTEXT = {("dynamics", "width"): ["--model", "depth2"],  # options that mean something only for another model
            ("dynamics", "starts"): ["--model", "depth2"],
            ("in-context", "input_spectrum"): ["--dim", "50"]}  # EXAMPLES' spectrum has d = 50 values
@@ -475,3 +476,67 @@ def test_zero_task_variance_is_exact(noise, capsys):
                 "anil_best_post_loss", "depth2_best_post_loss", "bayes_optimal_loss"):
         assert_close(theory[key], noise / 2, IDENTITY_TOL, key)
     assert "Σw = 0" in theory["notes"]["anil_best_post_loss"]
+
+
+# -- explore reads Σw and Σx from files --------------------------------------------------------------
+def _covariance_file(path, matrix, text: bool = False):
+    if text:
+        np.savetxt(path, matrix)
+    else:
+        np.save(path, matrix)
+    return str(path)
+
+
+def test_explore_reads_covariances_from_files_and_reports_meta_sgd(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    spectrum = np.array([1.0, 1.0, 0.5, 0.2, 0, 0, 0, 0])
+    u = np.linalg.qr(rng.standard_normal((8, 8)))[0]
+    rotated = _covariance_file(tmp_path / "rot.npy", u @ np.diag(spectrum) @ u.T)
+    diagonal = _covariance_file(tmp_path / "diag.txt", np.diag(spectrum), text=True)
+    inputs = _covariance_file(tmp_path / "x.txt", np.diag(np.linspace(0.5, 2, 8)), text=True)
+    theory = {}
+    for name, path in (("rotated", rotated), ("diagonal", diagonal)):
+        assert paper_repro.main(["explore", "--dim", "8", "--support", "4", "--task-cov", path, "--theory-only",
+                                 "--width", "2", "--json"]) == 0
+        theory[name] = json.loads(capsys.readouterr().out)["theory"]
+    rot, diag = theory["rotated"], theory["diagonal"]
+    assert rot["preconditioned_best_post_loss"] < rot["meta_sgd_best_post_loss"] < rot["shallow_best_post_loss"]
+    assert diag["meta_sgd_best_post_loss"] == pytest.approx(diag["preconditioned_best_post_loss"], rel=1e-10)
+    family = LinearTaskFamily.from_covariances(8, 4, 20, task_cov=np.diag(spectrum), input_cov=np.diag(
+        np.linspace(0.5, 2, 8)))
+    assert paper_repro.main(["explore", "--dim", "8", "--support", "4", "--task-cov", diagonal, "--input-cov", inputs,
+                             "--theory-only", "--width", "2", "--json"]) == 0
+    from theory.preconditioned_maml import preconditioned_best_post_loss
+
+    got = json.loads(capsys.readouterr().out)["theory"]["preconditioned_best_post_loss"]
+    assert got == pytest.approx(preconditioned_best_post_loss(family), rel=1e-12)
+
+
+@pytest.mark.parametrize(("content", "option", "words"), [
+    (np.triu(np.ones((4, 4))), "--task-cov", "a symmetric matrix"),
+    (np.diag([1.0, -1, 0, 0]), "--task-cov", "positive semi-definite"),
+    (np.eye(3), "--task-cov", "d = 4 (the file holds shape (3, 3))"),
+    (np.diag([1.0, np.nan, 1, 1]), "--task-cov", "finite entries"),
+    ("a b\nc d\n", "--task-cov", "a file of numbers"),
+    (None, "--task-cov", "a readable file"),
+    (np.diag([1.0, 0, 1, 1]), "--input-cov", "positive definite"),
+])
+def test_bad_covariance_files_are_one_line(tmp_path, capsys, content, option, words):
+    path = tmp_path / "cov.txt"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif content is not None:
+        np.savetxt(path, content)
+    assert paper_repro.main(["explore", "--dim", "4", option, str(path), "--theory-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and option in err and words in err, err
+
+
+def test_a_covariance_file_excludes_the_options_it_replaces(tmp_path, capsys):
+    path = _covariance_file(tmp_path / "c.npy", np.eye(4))
+    for extra, flag in ((["--rank", "2"], "--rank"), (["--task-spectrum", "1,1,1,1"], "--task-spectrum")):
+        assert paper_repro.main(["explore", "--dim", "4", "--task-cov", path, *extra, "--theory-only"]) == 2
+        assert flag in capsys.readouterr().err
+    assert paper_repro.main(["explore", "--dim", "4", "--input-cov", path, "--input-spectrum", "1,1,1,1",
+                             "--theory-only"]) == 2
+    assert "--input-spectrum" in capsys.readouterr().err

@@ -40,6 +40,7 @@ from theory.ground.errors import (
 )
 from theory.ground.memory import require_square_matrices_fit
 from theory.ground.options import Threads, flags, option, parse_support
+from theory.meta_sgd import meta_sgd_best_post_loss
 from theory.preconditioned_maml import preconditioned_best_post_loss
 from theory.task_family import LinearTaskFamily
 
@@ -68,22 +69,56 @@ def _check_spectrum(name: str, values: tuple, dim: int, strict: bool) -> None:
                                                 "theory's rank tolerance: a smaller one makes Σx singular)")
 
 
+def read_covariance(name: str, path: str, dim: int, definite: bool) -> np.ndarray:
+    """The symmetric d × d matrix in ``path`` (.npy, else whitespace-separated text), positive semi-definite (or
+    definite); ParameterError naming ``name`` and the fault otherwise. Symmetrised exactly ((A + Aᵀ)/2)."""
+    try:
+        matrix = np.load(path, allow_pickle=False) if path.endswith(".npy") else np.loadtxt(path, ndmin=2)
+    except OSError as err:
+        raise ParameterError(name, path, f"a readable file ({err.strerror or err})") from None
+    except ValueError as err:
+        raise ParameterError(name, path, f"a file of numbers ({str(err).splitlines()[0][:80]})") from None
+    matrix = np.asarray(matrix)
+    if matrix.dtype.kind not in "biuf":
+        raise ParameterError(name, path, f"a file of numbers (it holds {matrix.dtype})")
+    matrix = matrix.astype(float)
+    if matrix.shape != (dim, dim):
+        raise ParameterError(name, path, f"a d × d matrix with d = {dim} (the file holds shape {matrix.shape})")
+    if not np.all(np.isfinite(matrix)):
+        raise ParameterError(name, path, "finite entries")
+    scale = max(float(np.abs(matrix).max()), 1e-300)
+    asymmetry = float(np.abs(matrix - matrix.T).max())
+    if asymmetry > 1e-10 * scale:
+        raise ParameterError(name, path, f"a symmetric matrix (largest |A − Aᵀ| = {asymmetry:.3g})")
+    matrix = 0.5 * (matrix + matrix.T)
+    smallest, largest = np.linalg.eigvalsh(matrix)[[0, -1]]
+    if definite and smallest <= RANK_TOL * max(largest, 1e-300):
+        raise ParameterError(name, path, f"a positive definite matrix (smallest eigenvalue {smallest:.3g})")
+    if smallest < -RANK_TOL * max(largest, 1e-300):
+        raise ParameterError(name, path, f"a positive semi-definite matrix (smallest eigenvalue {smallest:.3g})")
+    if largest > INPUT_MAX:
+        raise ParameterError(name, path, f"eigenvalues at most {INPUT_MAX:g} (largest {largest:.3g})")
+    return matrix
+
+
 @dataclass(frozen=True)
 class ExploreConfig(Threads):
-    """The failure mode for one setting: theory at θ* = μ next to meta-trained models (mean ± 95% CI on fresh
-    tasks). `--models` takes any of `shallow, deep, linnet, kfo, deep-kfo, linnet-kfo, deep-linnet` (default
+    """The failure mode for one setting: theory at θ* = μ next to meta-trained models (mean ± 95% CI on fresh tasks).
+    `--models` takes any of `shallow, deep, linnet, kfo, deep-kfo, linnet-kfo, deep-linnet` (default
     `shallow,deep,linnet,kfo`; `kfo` is the shallow model with KFO, `deep-kfo` KFO on the deep model). `--alpha`
     defaults to the shallow optimum α* (regression) or 0.5 (classification, where no closed form exists and
     theory values are null). The family: a random rank-r subspace with variance `--task-var` V per direction (Σw
     = V·UUᵀ), or Σw = diag(a) from `--task-spectrum` (exactly d values ≥ 0; not with `--rank`/`--task-var`); Σx
-    = diag(b) from `--input-spectrum` (d values > 0; default I); ‖μ‖ = `--mean-norm` (random direction from the
-    seed); `--support inf` (with `--theory-only`) is the K → ∞ limit; the simulation samples the same family.
-    `--json` prints `{"config": {…}, "theory": {"alpha", "pre_adaptation_loss", "shallow_post_loss",
-    "shallow_optimal_alpha", "shallow_best_post_loss", "preconditioned_best_post_loss", "anil_best_post_loss",
-    "depth2_best_post_loss", "bayes_optimal_loss", "bayes_optimal_loss_ci95", "bayes_optimal_loss_method",
-    "notes": {key: why it is null, or how the Bayes floor was obtained}}, "simulation": {"<model>": {"pre_loss",
-    "post_loss", "*_ci95", …, and "post_accuracy" for classification}}}`; a quantity without a closed form is
-    null with its reason in `notes`."""
+    = diag(b) from `--input-spectrum` (d values > 0; default I); either may instead be read from a file
+    (`--task-cov FILE`, `--input-cov FILE`: a .npy or text d × d matrix, symmetric, PSD / PD); ‖μ‖ =
+    `--mean-norm` (random direction from the seed); `--support inf` (with `--theory-only`) is the K → ∞ limit;
+    the simulation samples the same family. `--json` prints `{"config": {…}, "theory": {"alpha",
+    "pre_adaptation_loss", "shallow_post_loss", "shallow_optimal_alpha", "shallow_best_post_loss",
+    "preconditioned_best_post_loss", "meta_sgd_best_post_loss" (the best per-parameter step, Meta-SGD),
+    "anil_best_post_loss", "depth2_best_post_loss", "bayes_optimal_loss", "bayes_optimal_loss_ci95",
+    "bayes_optimal_loss_method", "notes": {key: why it is null, or how the Bayes floor was obtained}},
+    "simulation": {"<model>": {"pre_loss", "post_loss", "*_ci95", …, and "post_accuracy" for classification}}}`;
+    a quantity without a closed form is null with its reason in `notes`."""
 
     dim: int = option(PAPER.dim, "input dimension d: the shallow model's failure grows with d/K")
     support: int | float = option(PAPER.support, "support points K per task: few shots, so d ≫ K; 'inf' (with "
@@ -99,6 +134,11 @@ class ExploreConfig(Threads):
                                                   "standard basis (instead of --rank and --task-var)")
     input_spectrum: tuple[float, ...] = option((), "exactly d eigenvalues > 0 of Σx = diag(b) (default all ones: "
                                                    "Σx = I)")
+    task_cov: str = option("", "a file holding Σw: a .npy array or whitespace-separated text, a symmetric positive "
+                                "semi-definite d × d matrix (instead of --rank, --task-var and --task-spectrum)",
+                           metavar="FILE")
+    input_cov: str = option("", "a file holding Σx, read as --task-cov reads it: symmetric positive definite d × d "
+                                "(instead of --input-spectrum)", metavar="FILE")
     noise_var: float = option(0.0, "label-noise variance s²: 0, so the whole gap is adaptation", flag="--noise")
     alpha: float | None = option(None, "inner step size α (default: the shallow model's optimal step α* for "
                                        f"regression, {CLASSIFICATION_ALPHA} for classification)")
@@ -150,13 +190,23 @@ class ExploreConfig(Threads):
     def _check_family(self) -> None:
         d = require_int("dim", self.dim, 1)
         require_real("mean_norm", self.mean_norm, 0.0)
-        if self.task_spectrum:
+        if self.task_cov:
+            for name in ("rank", "task_var", "task_spectrum"):
+                if getattr(self, name):
+                    raise ParameterError(name, getattr(self, name), "not given together with --task-cov (the file "
+                                                                     "fixes Σw)")
+            object.__setattr__(self, "_task_matrix", read_covariance("task_cov", self.task_cov, d, definite=False))
+        if self.input_cov:
+            if self.input_spectrum:
+                raise ParameterError("input_spectrum", self.input_spectrum, "not given together with --input-cov")
+            object.__setattr__(self, "_input_matrix", read_covariance("input_cov", self.input_cov, d, definite=True))
+        if self.task_spectrum and not self.task_cov:
             for name in ("rank", "task_var"):
                 if getattr(self, name) is not None:
                     raise ParameterError(name, getattr(self, name), "not given together with --task-spectrum "
                                                                      "(the spectrum fixes Σw)")
             _check_spectrum("task_spectrum", self.task_spectrum, d, strict=False)
-        else:
+        elif not self.task_cov:
             require_int("rank", self.effective_rank, 1, d)
             require_real("task_var", self.effective_task_var, 0.0, strict=True)
         if self.input_spectrum:
@@ -165,6 +215,9 @@ class ExploreConfig(Threads):
     @property
     def effective_rank(self) -> int:
         """r: the given rank, 2 by default, or the number of nonzero eigenvalues of --task-spectrum."""
+        if self.task_cov:
+            vals = np.linalg.eigvalsh(self._task_matrix)
+            return int(np.sum(vals > RANK_TOL * max(vals.max(), 1e-300)))
         if self.task_spectrum:
             return sum(a > 0 for a in self.task_spectrum)
         return PAPER.rank if self.rank is None else self.rank
@@ -175,15 +228,17 @@ class ExploreConfig(Threads):
 
     def family(self) -> LinearTaskFamily:
         """The LinearTaskFamily of this setting (one object for the closed forms and the samplers)."""
-        input_cov = np.diag(self.input_spectrum) if self.input_spectrum else None
-        if not self.task_spectrum:
+        input_cov = (self._input_matrix if self.input_cov else
+                     np.diag(self.input_spectrum) if self.input_spectrum else None)
+        if not self.task_spectrum and not self.task_cov:
             return LinearTaskFamily.subspace(self.dim, self.support, self.query, rank=self.effective_rank,
                                              noise_var=self.noise_var, mean_norm=self.mean_norm,
                                              task_scale=self.effective_task_var**0.5, input_cov=input_cov,
                                              seed=self.seed)
         direction = np.random.default_rng(self.seed).standard_normal(self.dim)  # as subspace() draws μ's
         return LinearTaskFamily.from_covariances(self.dim, self.support, self.query,
-                                                 task_cov=np.diag(self.task_spectrum), input_cov=input_cov,
+                                                 task_cov=self._task_matrix if self.task_cov else
+                                                 np.diag(self.task_spectrum), input_cov=input_cov,
                                                  task_mean=self.mean_norm * direction / np.linalg.norm(direction),
                                                  noise_var=self.noise_var)
 
@@ -216,6 +271,7 @@ def closed_forms(config: ExploreConfig, family: LinearTaskFamily | None = None) 
     quantities = {
         "pre_adaptation_loss": lambda: shallow_maml.pre_adaptation_loss(family, theta),
         "preconditioned_best_post_loss": lambda: preconditioned_best_post_loss(family),
+        "meta_sgd_best_post_loss": lambda: meta_sgd_best_post_loss(family),
         "shallow_post_loss": lambda: shallow_maml.post_adaptation_loss(family, theta, alpha, config.steps),
         "shallow_optimal_alpha": lambda: shallow_maml.optimal_step_size(family, config.steps),
         "shallow_best_post_loss": lambda: shallow_maml.best_post_adaptation_loss(family, config.steps),
@@ -276,7 +332,7 @@ def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, 
     return {"anil_best_post_loss": float(anil.value), "depth2_best_post_loss": float(value)}
 
 
-THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "shallow_post_loss",
+THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "meta_sgd_best_post_loss", "shallow_post_loss",
                "shallow_optimal_alpha", "shallow_best_post_loss", "anil_best_post_loss", "depth2_best_post_loss",
                "bayes_optimal_loss")
 
@@ -381,7 +437,9 @@ def format_report(report: dict) -> str:
 
 def _task_text(c: dict) -> str:
     """The task and input structure of the setting, in the report's words."""
-    if c["task_spectrum"]:
+    if c.get("task_cov"):
+        parts = [f"Σw from {c['task_cov']}"]
+    elif c["task_spectrum"]:
         parts = [f"Σw = diag({_spectrum_text(c['task_spectrum'])})"]
     else:
         parts = [f"r={2 if c['rank'] is None else c['rank']}"]
@@ -391,6 +449,8 @@ def _task_text(c: dict) -> str:
         parts.append(f"‖μ‖={c['mean_norm']:g}")
     if c["input_spectrum"]:
         parts.append(f"Σx = diag({_spectrum_text(c['input_spectrum'])})")
+    if c.get("input_cov"):
+        parts.append(f"Σx from {c['input_cov']}")
     return ", ".join(parts)
 
 
@@ -406,6 +466,7 @@ def _theory_lines(t: dict, num, width: int) -> list[str]:
              f"  shallow optimal α*                   {num(t['shallow_optimal_alpha'])}",
              f"  shallow best post-adaptation loss    {num(t['shallow_best_post_loss'])}",
              f"  optimal preconditioner, best loss    {num(t['preconditioned_best_post_loss'])}",
+             f"  Meta-SGD (best diagonal), best loss  {num(t['meta_sgd_best_post_loss'])}",
              f"  {'ANIL at width ' + str(width) + ', best loss':37s}{num(t['anil_best_post_loss'])}",
              f"  {'depth-2 MAML at width ' + str(width) + ', best loss':37s}{num(t['depth2_best_post_loss'])}",
              f"  Bayes floor (posterior mean)         {_bayes_text(t)}"]
