@@ -102,6 +102,18 @@ def formulas() -> dict[str, str]:
             r"\Sigma_w) + s^2}{K}\sigma_i\big);\quad a_i = 0:\ q_i(t) = \frac{q_i(0)}{1 + 4\alpha b_i q_i(0) t};"
             r"\quad t_i = \frac{\ln(q_i^\star/q_i(0) - 1)}{4\alpha a_i};\quad L(t) = \tfrac12\sum_i\big("
             r"\sigma_i c_i - 2 a_i q_i + b_i q_i^2\big) + \tfrac12 s^2",
+        "Meta-SGD: the best per-parameter step (P = diag p)": r"L(p) = \tfrac12\big[\operatorname{tr}(\Sigma_x C)"
+            r" - 2\alpha b^\top p + \alpha^2 p^\top A p\big] + \tfrac12 s^2,\quad b_i = (\Sigma_x C \Sigma_x)_{ii},"
+            r"\quad A = \Sigma_x \circ \mathbb{E}[\hat S C \hat S] + \tfrac{s^2}{K}\,\Sigma_x \circ \Sigma_x;\quad"
+            r" p^\star = A^{-1} b / \alpha,\quad L^\star_{\mathrm{diag}} = \tfrac12\big[\operatorname{tr}(\Sigma_x C)"
+            r" - b^\top A^{-1} b\big] + \tfrac12 s^2",
+        "In-context learning by one linear self-attention layer": r"\hat y = x_q^\top \Gamma\, \tfrac1N "
+            r"\sum_{i=1}^{N} y_i x_i = x_q^\top\big(0 - \Gamma \nabla \hat L(0)\big),\quad \Gamma^\star = "
+            r"C\big(c_1 \Lambda C + c_2 I\big)^{-1},\ C = \mu\mu^\top + \Sigma_w,\ c_1 = 1 + \tfrac1N,\ c_2 = "
+            r"\tfrac{\operatorname{tr}(\Lambda C) + s^2}{N};\quad L(\Gamma; M) = \tfrac12\big[\operatorname{tr}"
+            r"(\Lambda C) - 2\operatorname{tr}(\Lambda\Gamma\Lambda C) + \operatorname{tr}(\Gamma^\top\Lambda\Gamma"
+            r" D_M)\big] + \tfrac12 s^2,\ D_M = (1 + \tfrac1M)\Lambda C\Lambda + \tfrac{\operatorname{tr}(\Lambda C)"
+            r" + s^2}{M}\Lambda",
     }
 
 
