@@ -20,8 +20,8 @@ STEMS = sorted(m.name for m in pkgutil.iter_modules(theory.__path__) if m.name n
 def test_the_stems_are_the_documented_ones():
     assert STEMS == ["anil_width", "bayes_floor", "deep_linear", "depth2_maml", "dynamics", "finite_tasks",
                      "fixed_points", "linear_attention",
-                     "logistic", "meta_sgd", "preconditioned_maml", "scalar_deep", "shallow_maml", "wishart_moments",
-                     "wishart_words"]
+                     "logistic", "meta_sgd", "preconditioned_maml", "ridge_maml", "scalar_deep", "shallow_maml",
+                     "wishart_moments", "wishart_words"]
 
 
 @pytest.mark.parametrize("stem", STEMS)

@@ -3,7 +3,8 @@
 One module per result (a "stem"): wishart_moments, wishart_words, shallow_maml, preconditioned_maml,
 deep_linear, depth2_maml, logistic, scalar_deep, bayes_floor, anil_width, finite_tasks, fixed_points, dynamics
 (how meta-training gets there), linear_attention (in-context learning as one meta-learned step),
-meta_sgd (a meta-learned step size per parameter: the best diagonal preconditioner). Each stem has,
+meta_sgd (a meta-learned step size per parameter: the best diagonal preconditioner), ridge_maml (iMAML's
+proximal inner problem: the ridge loss, the posterior mean, the best λ). Each stem has,
 under the same name, simulations/twins/<stem>.py (Monte-Carlo or autograd twins of its quantities, same
 parameters, never computed from the closed form), simulations/checks/<stem>.py (its ``verify`` checks, named
 ``<stem>.<quantity>``) and tests/test_<stem>.py; tests/test_layout.py keeps it so.

@@ -22,6 +22,7 @@ from simulations.checks import (
     logistic,
     meta_sgd,
     preconditioned_maml,
+    ridge_maml,
     scalar_deep,
     shallow_maml,
     wishart_moments,
@@ -35,7 +36,7 @@ REGISTRY: dict[str, list[Declared]] = {
     module.__name__.rsplit(".", 1)[1]: module.CHECKS
     for module in (wishart_moments, shallow_maml, preconditioned_maml, deep_linear, depth2_maml, logistic, scalar_deep,
                    bayes_floor, wishart_words, anil_width, finite_tasks, fixed_points, dynamics, linear_attention,
-                   meta_sgd)
+                   meta_sgd, ridge_maml)
 }  # theory stem -> its checks
 CHECKS: list[Declared] = [check for checks in REGISTRY.values() for check in checks]
 MIN_SCALE = 0.3  # below this, heavy-tailed Monte-Carlo estimates lose their interval's coverage
