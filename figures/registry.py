@@ -38,6 +38,7 @@ from figures import (
     fig8_many_steps,
     fig9_beyond_identical_tasks,
     fig10_dynamics,
+    fig11_adaptation_rules,
 )
 from figures.checkpoint import UnitCheckpoint, run_units
 from figures.common import save_figure, write_csv
@@ -50,7 +51,8 @@ FIGURES = {1: ("failure_mode", fig1_failure_mode), 2: ("loss_surface", fig2_loss
            3: ("depth_width", fig3_depth_width), 4: ("theory_vs_simulation", fig4_theory_vs_simulation),
            5: ("remedies", fig5_remedies),
            6: ("phase_diagram", fig6_phase_diagram), 7: ("vision", fig7_vision), 8: ("many_steps", fig8_many_steps),
-           9: ("beyond_identical_tasks", fig9_beyond_identical_tasks), 10: ("dynamics", fig10_dynamics)}
+           9: ("beyond_identical_tasks", fig9_beyond_identical_tasks), 10: ("dynamics", fig10_dynamics),
+           11: ("adaptation_rules", fig11_adaptation_rules)}
 
 
 def _numpy_simd() -> list[str] | None:

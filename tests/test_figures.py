@@ -34,6 +34,7 @@ from figures import (
     fig8_many_steps,
     fig9_beyond_identical_tasks,
     fig10_dynamics,
+    fig11_adaptation_rules,
 )
 from figures.checkpoint import UnitCheckpoint
 from figures.common import REFERENCE_LINEWIDTH, REFERENCE_STYLE
@@ -62,6 +63,10 @@ TINY = {  # figure -> (module, its tiny profile); each figure takes a few second
                                                sgd_seeds=2, sgd_batch=50, eval_tasks=50, depth2_dim=4,
                                                depth2_widths=(1, 2), depth2_scales=(0.3, 1.0), depth2_starts=2,
                                                depth2_horizon=20.0)),
+    11: (fig11_adaptation_rules, fig11_adaptation_rules.Config(dims=(3, 6), ridge_draws=500, sim_dims=(3,),
+                                                               sim_iterations=10, sim_seeds=2, eval_tasks=50,
+                                                               icl_dim=2, icl_context=4, icl_tests=(2, 4),
+                                                               icl_iterations=10, icl_seeds=2, icl_eval=50)),
 }
 SUFFIXES = (".json", ".csv", ".pdf", ".png")
 
@@ -185,6 +190,7 @@ TINY_UNITS = {
     8: 2 * (1 + 2 * 2) + 2,  # dims × (theory + sim steps × seeds) + the d/K points of panel (b)
     9: 1 + 4 * 1 * 2,  # panel (a) + algorithms × sim steps × supports (∞, 5)
     10: 1 + 2 + 2,  # ANIL, shallow MAML and joint training, one depth-2 unit per width
+    11: 2 + 1 * 2 + 1 + 2,  # the rules per d, Meta-SGD runs (d × seeds), the attention theory and its runs
 }
 
 
