@@ -188,3 +188,19 @@ def test_bad_input_names_the_parameter(call, parameter):
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("ridge_maml.") and result.passed, result
+
+
+def test_explore_reports_imaml_at_the_bayes_floor_for_isotropic_tasks(capsys):
+    """Issue 18's setting through the command line: Σw = I/20 (a full-rank 'subspace' of variance 1/20), d = 20,
+    K = 5, s² = 0.25: iMAML's best scalar λ meets the Bayes floor within their intervals, below the best plain step."""
+    import json
+
+    import paper_repro
+
+    assert paper_repro.main(["explore", "--dim", "20", "--support", "5", "--rank", "20", "--task-var", "0.05",
+                             "--noise", "0.25", "--width", "2", "--theory-only", "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)["theory"]
+    gap = abs(t["implicit_best_post_loss"] - t["bayes_optimal_loss"])
+    assert gap <= t["implicit_best_post_loss_ci95"] + t["bayes_optimal_loss_ci95"]
+    assert t["implicit_best_lambda"] == pytest.approx(0.25 / (5 * 0.05), rel=0.02)
+    assert t["implicit_best_post_loss"] < t["shallow_best_post_loss"] - 0.01

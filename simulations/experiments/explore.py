@@ -42,6 +42,7 @@ from theory.ground.memory import require_square_matrices_fit
 from theory.ground.options import Threads, flags, option, parse_support
 from theory.meta_sgd import meta_sgd_best_post_loss
 from theory.preconditioned_maml import preconditioned_best_post_loss
+from theory.ridge_maml import best_scalar_ridge
 from theory.task_family import LinearTaskFamily
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ class ExploreConfig(Threads):
     the simulation samples the same family. `--json` prints `{"config": {…}, "theory": {"alpha",
     "pre_adaptation_loss", "shallow_post_loss", "shallow_optimal_alpha", "shallow_best_post_loss",
     "preconditioned_best_post_loss", "meta_sgd_best_post_loss" (the best per-parameter step, Meta-SGD),
-    "anil_best_post_loss", "depth2_best_post_loss", "bayes_optimal_loss", "bayes_optimal_loss_ci95",
+    "anil_best_post_loss", "depth2_best_post_loss", "implicit_best_post_loss" (iMAML's best scalar λ, with
+    "implicit_best_post_loss_ci95" and "implicit_best_lambda"), "bayes_optimal_loss", "bayes_optimal_loss_ci95",
     "bayes_optimal_loss_method", "notes": {key: why it is null, or how the Bayes floor was obtained}},
     "simulation": {"<model>": {"pre_loss", "post_loss", "*_ci95", …, and "post_accuracy" for classification}}}`;
     a quantity without a closed form is null with its reason in `notes`."""
@@ -296,7 +298,23 @@ def searched_theory(config: ExploreConfig, family: LinearTaskFamily | None = Non
     out.update(bayes_optimal_loss=floor.value, bayes_optimal_loss_ci95=floor.ci95,
                bayes_optimal_loss_method=floor.method)
     notes["bayes_optimal_loss"] = floor.note
+    out.update(_implicit_theory(family, config.seed, notes))
     return {**out, "notes": notes}
+
+
+IMPLICIT_DRAWS = 5000  # support-input draws behind iMAML's best scalar λ (about 1 s at d = 50)
+
+
+def _implicit_theory(family: LinearTaskFamily, seed: int, notes: dict) -> dict:
+    """iMAML with its best scalar λ (theory.ridge_maml: numerical over a Monte-Carlo exact given the support inputs),
+    with its 95% interval; null at K = ∞, where λ → 0 gives ½s² (nothing to estimate)."""
+    keys = ("implicit_best_post_loss", "implicit_best_post_loss_ci95", "implicit_best_lambda")
+    if family.infinite_support:
+        notes["implicit_best_post_loss"] = "K = ∞: λ → 0 gives ½s², the population minimum (nothing to estimate)"
+        return dict.fromkeys(keys)
+    best = best_scalar_ridge(family, seed=seed, draws=IMPLICIT_DRAWS)
+    notes["implicit_best_post_loss"] = f"{best.method}: {best.note}"
+    return dict(zip(keys, (best.value, best.ci95, best.lam)))
 
 
 DEPTH2_RANDOM_STARTS = 2  # seeded random L-BFGS starts for the depth-2 optimum, besides ANIL's optimum …
@@ -334,7 +352,7 @@ def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, 
 
 THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "meta_sgd_best_post_loss", "shallow_post_loss",
                "shallow_optimal_alpha", "shallow_best_post_loss", "anil_best_post_loss", "depth2_best_post_loss",
-               "bayes_optimal_loss")
+               "bayes_optimal_loss", "implicit_best_post_loss")
 
 
 def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
@@ -469,10 +487,19 @@ def _theory_lines(t: dict, num, width: int) -> list[str]:
              f"  Meta-SGD (best diagonal), best loss  {num(t['meta_sgd_best_post_loss'])}",
              f"  {'ANIL at width ' + str(width) + ', best loss':37s}{num(t['anil_best_post_loss'])}",
              f"  {'depth-2 MAML at width ' + str(width) + ', best loss':37s}{num(t['depth2_best_post_loss'])}",
+             f"  iMAML, best scalar λ                 {_implicit_text(t)}",
              f"  Bayes floor (posterior mean)         {_bayes_text(t)}"]
     if t["shallow_post_loss"] is not None and t["shallow_post_loss"] > t["pre_adaptation_loss"]:
         lines.append("  note: at this α the shallow inner loop raises the expected loss above its pre-adaptation value")
     return lines
+
+
+def _implicit_text(t: dict) -> str:
+    """iMAML's best scalar-λ loss with its interval and λ (numerical, Monte-Carlo exact given X), or why null."""
+    if t.get("implicit_best_post_loss") is None:
+        return f"n/a ({t['notes'].get('implicit_best_post_loss', 'classification')})"
+    return (f"{t['implicit_best_post_loss']:.4f} ± {t['implicit_best_post_loss_ci95']:.4f} at λ = "
+            f"{t['implicit_best_lambda']:.4g} (numerical; Monte-Carlo over support inputs, exact given them)")
 
 
 def _bayes_text(t: dict) -> str:
