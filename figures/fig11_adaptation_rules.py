@@ -4,7 +4,7 @@
 pair), Σx = I, K = 5, s² = 0.25, against d/K: the post-adaptation loss of the best plain step, the best 5 plain
 steps, Meta-SGD (the best per-parameter step: a diagonal preconditioner), the optimal preconditioner, iMAML with its
 best scalar λ (numerical over a Monte-Carlo that is exact given the support inputs) and the Bayes floor, which iMAML
-reaches with its best Λ = (s²/K)Σw⁻¹ (the posterior mean). Points: Meta-SGD meta-trained with the engine.
+reaches with its best Λ = (s²/K)Σw⁻¹ (the posterior mean). Points: Meta-SGD and iMAML (scalar λ) meta-trained.
 (b) One linear self-attention layer, d = 5, Λ = diag(1, …, 5)/15, w ~ N(0, I): trained at N = 20 and tested at M
 (exact), a layer trained at each M itself (exact), and literal layers trained at N on prompts (mean ± 95%).
 """
@@ -55,9 +55,10 @@ def rows(results: dict) -> list[dict]:
             ci = r.get(f"{key}_ci95", "")
             out.append({"panel": "a", "series": key, "x": r["d_over_k"], "value": r[key], "ci95": ci,
                         "kind": label})
-    for p in results["meta_sgd_trained"]:
-        out.append({"panel": "a", "series": "meta_sgd_trained", "x": p["d_over_k"], "value": p["mean"],
-                    "ci95": p["ci95"], "kind": "Meta-SGD meta-trained, mean ± 95% over seeds"})
+    for rule, name in (("meta_sgd", "Meta-SGD"), ("imaml", "iMAML (scalar λ)")):
+        for p in results[f"{rule}_trained"]:
+            out.append({"panel": "a", "series": f"{rule}_trained", "x": p["d_over_k"], "value": p["mean"],
+                        "ci95": p["ci95"], "kind": f"{name} meta-trained, mean ± 95% over seeds"})
     icl = results["icl"]
     for m, exact, trained in zip(icl["tests"], icl["at_tests"], icl["trained"]):
         out.append({"panel": "b", "series": "trained_at_n", "x": m, "value": exact, "ci95": "",
@@ -76,11 +77,13 @@ def plot(results: dict):
         ci = [r.get(f"{key}_ci95") or 0.0 for r in results["rules"]]
         if any(ci):
             ax.fill_between(x, values - ci, values + ci, color=color, alpha=0.15, lw=0)
-    pts = results["meta_sgd_trained"]
-    ax.errorbar([p["d_over_k"] for p in pts], [p["mean"] for p in pts], yerr=[p["ci95"] for p in pts], fmt="s",
-                color="#2ca02c", ms=6, mfc="none", capsize=3,
-                label=f"Meta-SGD meta-trained ({results['sim_iterations']} Adam steps; mean ± 95%, "
-                      f"{results['sim_seeds']} seeds)")
+    for rule, name, color, marker in (("meta_sgd", "Meta-SGD", "#2ca02c", "s"),
+                                      ("imaml", "iMAML (scalar λ)", "#9467bd", "D")):
+        pts = results[f"{rule}_trained"]
+        ax.errorbar([p["d_over_k"] for p in pts], [p["mean"] for p in pts], yerr=[p["ci95"] for p in pts],
+                    fmt=marker, color=color, ms=6, mfc="none", capsize=3,
+                    label=f"{name} meta-trained ({results['sim_iterations']} Adam steps; mean ± 95%, "
+                          f"{results['sim_seeds']} seeds)")
     ax.set(xscale="log", xlabel="d / K", ylabel="post-adaptation query loss (½ MSE, noise included)",
            title=f"(a) rotated Σw (power law), Σx = I, K = {results['support']}, s² = {results['noise_var']:g}")
     ax.set_xticks(x)
@@ -112,13 +115,14 @@ def caption(results: dict) -> str:
                 f"{r['meta_sgd']:.3f}, iMAML best λ = {r['imaml_lambda']:.3g} {r['imaml_scalar']:.3f} ± "
                 f"{r['imaml_scalar_ci95']:.3f}, P* {r['preconditioned']:.3f}, Bayes floor {r['bayes']:.3f}"
                 + (f" ± {r['bayes_ci95']:.3f}" if r["bayes_ci95"] else ""))
-    pts = "; ".join(f"d/K = {p['d_over_k']:g}: {p['mean']:.3f} ± {p['ci95']:.3f}"
-                    for p in results["meta_sgd_trained"])
+    pts = "; ".join(f"{name} at d/K = {p['d_over_k']:g}: {p['mean']:.3f} ± {p['ci95']:.3f}"
+                    for rule, name in (("meta_sgd", "Meta-SGD"), ("imaml", "iMAML"))
+                    for p in results[f"{rule}_trained"])
     icl = results["icl"]
     tests = ", ".join(f"M = {m}: {e:.4f} (trained layers {t['mean']:.4f} ± {t['ci95']:.4f})"
                       for m, e, t in zip(icl["tests"], icl["at_tests"], icl["trained"]))
     gaps = ", ".join(f"{g:.1%}" for g in icl["gamma_gaps"])
     rules = "; ".join(at(r) for r in results["rules"])
     return (f"(a) K = {results['support']}, s² = {results['noise_var']:g}, rotated power-law Σw — {rules}. "
-            f"Meta-SGD meta-trained: {pts}. (b) One linear attention layer trained at N = {icl['context']}: "
+            f"Meta-trained: {pts}. (b) One linear attention layer trained at N = {icl['context']}: "
             f"{tests}; the trained layers' Γ is within {gaps} of Γ* (relative Frobenius distance).")

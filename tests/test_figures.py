@@ -190,7 +190,7 @@ TINY_UNITS = {
     8: 2 * (1 + 2 * 2) + 2,  # dims × (theory + sim steps × seeds) + the d/K points of panel (b)
     9: 1 + 4 * 1 * 2,  # panel (a) + algorithms × sim steps × supports (∞, 5)
     10: 1 + 2 + 2,  # ANIL, shallow MAML and joint training, one depth-2 unit per width
-    11: 2 + 1 * 2 + 1 + 2,  # the rules per d, Meta-SGD runs (d × seeds), the attention theory and its runs
+    11: 2 + 2 * 1 * 2 + 1 + 2,  # the rules per d, Meta-SGD and iMAML runs (d × seeds), the attention theory, its runs
 }
 
 

@@ -5,7 +5,8 @@ rotation of each coordinate pair, so its diagonal is unequal across pairs and ev
 s² = 0.25, against d/K: the best plain step and the best 5 plain steps (theory.shallow_maml), Meta-SGD's best
 per-parameter step (theory.meta_sgd), the optimal preconditioner (theory.preconditioned_maml), iMAML with its best
 scalar λ (theory.ridge_maml: numerical over a Monte-Carlo exact given the support inputs) and the Bayes floor, which
-is iMAML with its best Λ (the posterior mean); points: Meta-SGD meta-trained with the engine (mean ± 95% over seeds).
+is iMAML with its best Λ (the posterior mean); points: Meta-SGD (the engine) and iMAML (scalar λ, the exact ridge
+solve) meta-trained (mean ± 95% over seeds).
 (b) One linear self-attention layer trained at context length N, tested at M (theory.linear_attention): the exact
 loss of Γ*_N at every M, the loss of a layer trained at each M itself, and literal layers trained at N on prompts.
 """
@@ -81,6 +82,14 @@ def _meta_sgd_run(config: Settings, dim: int, seed: int) -> dict:
     return {"post_loss": est.mean}
 
 
+def _imaml_run(config: Settings, dim: int, seed: int) -> dict:
+    from simulations.twins.ridge_maml import estimate_meta_trained_imaml_loss
+
+    est, result = estimate_meta_trained_imaml_loss(rotated_family(config, dim), config.sim_iterations,
+                                                   config.eval_tasks, seed=seed)
+    return {"post_loss": est.mean, "lam": float(result.lam[0])}
+
+
 def icl_family(config: Settings) -> LinearTaskFamily:
     d = config.icl_dim
     return LinearTaskFamily.from_covariances(d, config.icl_context, 10, task_cov=np.eye(d),
@@ -108,29 +117,34 @@ def _icl_run(config: Settings, seed: int) -> dict:
                        for m in config.icl_tests], "gamma_gap": gap}
 
 
+RUNS = {"meta_sgd": _meta_sgd_run, "imaml": _imaml_run}  # rule -> one meta-training run at (d, seed)
+
+
 def _run_keys(config: Settings, seed: int):
-    for d in config.sim_dims:
-        for s in range(config.sim_seeds):
-            yield f"meta_sgd/{d}/{s}", d, seed + 100 * s
+    for rule in RUNS:
+        for d in config.sim_dims:
+            for s in range(config.sim_seeds):
+                yield f"{rule}/{d}/{s}", rule, d, seed + 100 * s
 
 
 def units(config: Settings, seed: int = 0) -> dict[str, Callable[[], dict]]:
     return ({f"rules/{d}": partial(_rules, config, d, seed) for d in config.dims}
-            | {key: partial(_meta_sgd_run, config, d, s) for key, d, s in _run_keys(config, seed)}
+            | {key: partial(RUNS[rule], config, d, s) for key, rule, d, s in _run_keys(config, seed)}
             | {"icl/theory": partial(_icl_theory, config)}
             | {f"icl/run/{s}": partial(_icl_run, config, seed + 100 * s) for s in range(config.icl_seeds)})
 
 
 def assemble(config: Settings, seed: int, done: dict[str, dict]) -> dict:
     runs = {}
-    for key, d, _ in _run_keys(config, seed):
-        runs.setdefault(d, []).append(done[key]["post_loss"])
-    points = [{"dim": d, "d_over_k": d / config.support, **dict(zip(("mean", "ci95"), mean_ci95(values)))}
-              for d, values in runs.items()]
+    for key, rule, d, _ in _run_keys(config, seed):
+        runs.setdefault((rule, d), []).append(done[key]["post_loss"])
+    points = {rule: [{"dim": d, "d_over_k": d / config.support, **dict(zip(("mean", "ci95"), mean_ci95(values)))}
+                     for (r, d), values in runs.items() if r == rule] for rule in RUNS}
     icl_runs = [done[f"icl/run/{s}"] for s in range(config.icl_seeds)]
     trained = [dict(zip(("mean", "ci95"), mean_ci95([r["losses"][i] for r in icl_runs])))
                for i in range(len(config.icl_tests))]
-    return {"rules": [done[f"rules/{d}"] for d in config.dims], "meta_sgd_trained": points,
+    return {"rules": [done[f"rules/{d}"] for d in config.dims], "meta_sgd_trained": points["meta_sgd"],
+            "imaml_trained": points["imaml"],
             "support": config.support, "noise_var": config.noise_var, "many_steps": config.many_steps,
             "sim_iterations": config.sim_iterations, "sim_seeds": config.sim_seeds,
             "icl": {**done["icl/theory"], "tests": list(config.icl_tests), "trained": trained,
