@@ -29,7 +29,7 @@ class Config(Profiles, experiment.Settings):
     """Figure settings: simulations.experiments.training_dynamics.Settings, whose defaults are the quick
     profile; ``full()`` applies FULL."""
 
-    FULL: ClassVar[dict] = {"sgd_seeds": 8, "eval_tasks": 4000, "depth2_starts": 32,
+    FULL: ClassVar[dict] = {"sgd_seeds": 8, "eval_tasks": 4000, "depth2_starts": 32, "anil_last": 1200.0,
                             "depth2_scales": (0.03, 0.1, 0.3, 1.0, 3.0)}
 
 

@@ -34,8 +34,9 @@ class Config(Profiles, experiment.Settings):
     """Figure settings: simulations.experiments.adaptation_rules.Settings, whose defaults are the quick profile;
     ``full()`` applies FULL."""
 
-    FULL: ClassVar[dict] = {"dims": (5, 10, 20, 40, 80), "ridge_draws": 100_000, "sim_dims": (5, 10, 20, 40),
-                            "sim_iterations": 1500, "sim_seeds": 4, "eval_tasks": 20_000, "icl_seeds": 4}
+    FULL: ClassVar[dict] = {"dims": (5, 10, 20, 40, 80), "ridge_draws": 100_000, "floor_draws": 400_000,
+                            "sim_dims": (5, 10, 20, 40), "sim_iterations": 1500, "sim_seeds": 4,
+                            "eval_tasks": 20_000, "icl_seeds": 4, "icl_iterations": 1500}
 
 
 EXPERIMENT = experiment  # the numbers: Settings, units(settings, seed), assemble(settings, seed, done)

@@ -95,16 +95,17 @@ def check_anil_sgd(scale: float) -> Check:
 
 
 def check_depth2_sgd(scale: float) -> Check:
-    """Width 2 from a default start: the flow stops short of the optimum, and plain SGD stops where it does."""
+    """Width 2 from a default start, a start whose flow stops short of the optimum (at 0.6307, not 0.375): plain SGD
+    follows the numerically integrated flow there (t = ηn = 100, most of the way down)."""
     family = LinearTaskFamily.subspace(20, 5, 20, rank=2, seed=0)
-    alpha, eta, steps = shallow_maml.optimal_step_size(family), 0.5, 600
+    alpha, eta, steps = shallow_maml.optimal_step_size(family), 0.5, 200
     w1, w2 = depth2_starts(family, 2, 1.0, 1, seed=3)
     flow = dynamics.depth2_flow(family, w1, w2, alpha, eta * steps)
     per_seed = sgd_losses(family, two_layer_start(family, w1[0], w2[0]), InnerLoop(alpha), eta, [steps], 500,
                           int(10 * scale) + 3, int(4000 * scale), seed=46)
     return interval_check(f"figure 3's family (d=20, K=5, r=2), width 2, default start (seed 3), η={eta}: plain SGD "
-                          f"(batch 500) after {steps} steps vs the numerical flow at t={eta * steps:g} (which stops "
-                          f"at {flow.loss[0]:.4f})", flow.loss[0], Estimate.from_samples(per_seed[0]))
+                          f"(batch 500) after {steps} steps vs the numerical flow at t={eta * steps:g} "
+                          f"({flow.loss[0]:.4f})", flow.loss[0], Estimate.from_samples(per_seed[0]))
 
 
 CHECKS = declare("dynamics", {

@@ -32,15 +32,16 @@ class Settings:
     noise_var: float = 0.25  # s² > 0: the Bayes floor and iMAML's best λ are above 0
     dims: tuple[int, ...] = (5, 10, 20, 40)  # d/K = 1 … 8
     many_steps: int = 5  # the best k plain steps drawn beside one
-    ridge_draws: int = 20_000  # support-input draws behind iMAML's best scalar λ (exact given them)
+    ridge_draws: int = 5_000  # support-input draws behind iMAML's best scalar λ (exact given them)
+    floor_draws: int = 40_000  # support-set draws behind the Bayes floor's Monte-Carlo
     sim_dims: tuple[int, ...] = (5, 20)  # Meta-SGD meta-trained at these d
-    sim_iterations: int = 600
+    sim_iterations: int = 400
     sim_seeds: int = 3
     eval_tasks: int = 4000
     icl_dim: int = 5  # (b) Λ = diag(1, …, d)/(3d), w ~ N(0, I), s² = 0
     icl_context: int = 20  # N, the length the layers are trained at
     icl_tests: tuple[int, ...] = (5, 10, 20, 40, 80)  # M
-    icl_iterations: int = 1500
+    icl_iterations: int = 1000
     icl_seeds: int = 3
     icl_eval: int = 10_000
 
@@ -63,7 +64,7 @@ def rotated_family(config: Settings, dim: int) -> LinearTaskFamily:
 def _rules(config: Settings, dim: int, seed: int) -> dict:
     family = rotated_family(config, dim)
     scalar = ridge_maml.best_scalar_ridge(family, seed=seed, draws=config.ridge_draws)
-    floor = bayes_optimal_loss(family, seed=seed)
+    floor = bayes_optimal_loss(family, n_samples=config.floor_draws, seed=seed)
     return {"dim": dim, "d_over_k": dim / config.support,
             "plain": shallow_maml.best_post_adaptation_loss(family, 1),
             "many_steps": shallow_maml.best_post_adaptation_loss(family, config.many_steps),

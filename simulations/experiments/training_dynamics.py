@@ -36,7 +36,7 @@ class Settings:
     anil_alpha: float = 0.1
     anil_init: float = 0.1  # W(0) = C·Uᵀ
     anil_eta: float = 0.5  # SGD's fixed meta learning rate (the recursion at the same η is drawn)
-    anil_last: float = 1200.0  # the last time t shown
+    anil_last: float = 800.0  # the last time t shown (the slowest mode switches on at t ≈ 369)
     shallow_init: float = 3.0  # (b) ‖θ₀ − μ‖ on PAPER's family (d = 50, K = 5, r = 2) at α*
     shallow_eta: float = 0.05
     shallow_last: float = 2.0
@@ -46,7 +46,7 @@ class Settings:
     depth2_dim: int = 20  # (c) figure 3's family: d = 20, K = 5, r = 2, α = α*_shallow
     depth2_widths: tuple[int, ...] = (1, 2, 4)
     depth2_scales: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)  # the head's scale over PyTorch's default init
-    depth2_starts: int = 6  # seeded starts per (width, scale)
+    depth2_starts: int = 5  # seeded starts per (width, scale)
     depth2_horizon: float = 300.0  # gradient-flow time integrated
 
 
