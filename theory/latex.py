@@ -107,6 +107,12 @@ def formulas() -> dict[str, str]:
             r"\quad A = \Sigma_x \circ \mathbb{E}[\hat S C \hat S] + \tfrac{s^2}{K}\,\Sigma_x \circ \Sigma_x;\quad"
             r" p^\star = A^{-1} b / \alpha,\quad L^\star_{\mathrm{diag}} = \tfrac12\big[\operatorname{tr}(\Sigma_x C)"
             r" - b^\top A^{-1} b\big] + \tfrac12 s^2",
+        "iMAML / ridge inner problem, exact given the support inputs": r"\varphi = (\hat S + \Lambda)^{-1}\big("
+            r"\tfrac1K X^\top y + \Lambda\theta\big),\quad \varphi - w = B\big(\Lambda(\theta - w) + \tfrac1K X^\top"
+            r"\varepsilon\big),\ B = (\hat S + \Lambda)^{-1};\quad \ell(X) = \tfrac12\big[\operatorname{tr}(\Sigma_x"
+            r" B\Lambda C\Lambda B) + \tfrac{s^2}{K}\operatorname{tr}(\Sigma_x B \hat S B)\big] + \tfrac12 s^2;\quad"
+            r" \Lambda = \tfrac{s^2}{K}\Sigma_w^{-1},\ \theta = \mu:\ \varphi = \mathbb{E}[w \mid X, y]\ "
+            r"\text{(the Bayes floor)};\quad \Lambda = 0,\ K > d + 1:\ L = \tfrac12 s^2\,\tfrac{K - 1}{K - d - 1}",
         "In-context learning by one linear self-attention layer": r"\hat y = x_q^\top \Gamma\, \tfrac1N "
             r"\sum_{i=1}^{N} y_i x_i = x_q^\top\big(0 - \Gamma \nabla \hat L(0)\big),\quad \Gamma^\star = "
             r"C\big(c_1 \Lambda C + c_2 I\big)^{-1},\ C = \mu\mu^\top + \Sigma_w,\ c_1 = 1 + \tfrac1N,\ c_2 = "
