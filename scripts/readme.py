@@ -30,7 +30,8 @@ TITLES = {1: "Figure 1: the failure mode", 2: "Figure 2: the loss surface, shall
           3: "Figure 3: depth and width", 4: "Figure 4: theory against simulation", 5: "Figure 5: the remedies",
           6: "Figure 6: when MAML can adapt fast", 7: "Figure 7: few-shot vision",
           8: "Figure 8: how many plain steps make one preconditioned step",
-          9: "Figure 9: finite task sets and tasks of different hardness"}
+          9: "Figure 9: finite task sets and tasks of different hardness",
+          10: "Figure 10: how meta-training gets there", 11: "Figure 11: every adaptation rule on one axis"}
 
 
 def replace_block(text: str, name: str, body: str) -> str:

@@ -41,3 +41,9 @@ def test_ci_runs_the_readme_commands():
     for command in commands:
         assert f"\n{command}\n" in readme, f"not a README command: {command}"
         assert "requirements.txt" not in command, "CI installs from the lock"
+
+
+def test_every_registered_figure_has_a_gallery_title():
+    from figures.registry import FIGURES
+
+    assert set(readme_script.TITLES) == set(FIGURES), "scripts/readme.py TITLES: one title per registered figure"
