@@ -68,8 +68,9 @@ def runs(config: PaperRunsConfig) -> dict[str, VisionConfig]:
             for variant, extra in VARIANTS.items():
                 for depth in DEPTHS.values():
                     name = f"{dataset}-5w{SHOTS[dataset]}s-{method}-{variant}-d{depth}"
+                    root = config.data_root if DATASETS[dataset].needs_root else None  # digits reads none
                     out[name] = VisionConfig(
-                        dataset=dataset, data_root=config.data_root, ways=5, shots=SHOTS[dataset], method=method,
+                        dataset=dataset, data_root=root, ways=5, shots=SHOTS[dataset], method=method,
                         depth=depth, iterations=config.iterations, eval_tasks=config.eval_tasks,
                         device=config.device, checkpoint=str(Path(config.out) / f"{name}.pt"), **extra)
     return {n: c for n, c in out.items() if config.only is None or n in config.only}

@@ -202,8 +202,18 @@ VISION_ROWS = [
     (["vision", "--linnet-layers", "-1"], "--linnet-layers", ">= 0"),
     (["vision", "--threads", "0"], "--threads", ">= 1"),
     (["vision", "--kfo", "--kfo"], "--kfo", TWICE),
-    (["vision", "--dataset", "omniglot", "--data-root", "{tmp}/nope", "--iterations", "0"], "omniglot",
-     "data root is not a folder"),
+    # a missing or wrong data root once named only the dataset, not the option
+    (["vision", "--dataset", "omniglot", "--data-root", "{tmp}/nope", "--iterations", "0"], "argument --data-root:",
+     "omniglot: data root is not a folder (it does not exist)"),
+    (["vision", "--dataset", "mini-imagenet", "--data-root", "{tmp}/file"], "argument --data-root:",
+     "mini-imagenet: data root is not a folder (it is a file)"),
+    (["vision", "--dataset", "omniglot", "--data-root", "{tmp}/dir"], "argument --data-root:",
+     "omniglot: missing folder"),
+    (["vision", "--dataset", "cifarfs", "--data-root", "{tmp}/dir"], "argument --data-root:",
+     "cifarfs: missing file"),
+    (["vision", "--dataset", "cifarfs"], "argument --data-root:", "cifarfs: no data root given"),
+    (["vision", "--dataset", "digits", "--data-root", "{tmp}/dir"], "argument --data-root:",
+     "not with --dataset digits"),
 ]
 
 FINITE_TASKS_ROWS = [

@@ -305,10 +305,16 @@ def test_load_pool_rejects_unknown_names_and_missing_roots(tmp_path):
     assert err.value.parameter == "dataset"
     with pytest.raises(ParameterError, match=r"split = 'val'.*train, validation, test"):
         load_pool("digits", "val")
-    with pytest.raises(DatasetError, match="no data root given: data_root=None; expected <root>/omniglot"):
+    with pytest.raises(DatasetError, match=r"^omniglot: no data root given \(omniglot is read from files\); "
+                                           "expected <root>/omniglot"):
         load_pool("omniglot", "train")
-    with pytest.raises(DatasetError, match=f"data root is not a folder: {tmp_path / 'nope'}"):
+    with pytest.raises(DatasetError, match=rf"^cifarfs: data root is not a folder \(it does not exist\): "
+                                           rf"{tmp_path / 'nope'}; expected {tmp_path / 'nope'}/cifar-100-python"):
         load_pool("cifarfs", "train", str(tmp_path / "nope"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatasetError, match=r"data root is not a folder \(it is a file\)"):
+        load_pool("mini-imagenet", "train", str(tmp_path / "file"))
+    assert load_pool("digits", "test", str(tmp_path / "nope")).name == "digits/test"  # the API reads no root
 
 
 # ---------------------------------------------------------------- episodes

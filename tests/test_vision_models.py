@@ -188,7 +188,7 @@ def _cli(capsys, *argv):
 
 CLI_ERRORS = [(["--dataset", "mnist"], "--dataset"), (["--ways", "1"], "--ways"),
               (["--ways", "11"], "--ways"),
-              (["--method", "reptile"], "--method"), (["--dataset", "omniglot"], "omniglot"),
+              (["--method", "reptile"], "--method"), (["--dataset", "omniglot"], "argument --data-root: omniglot"),
               (["--shots", "200"], "--shots")]  # digits classes hold 174-183 images
 
 

@@ -38,11 +38,19 @@ from simulations.statistics import Estimate
 from simulations.tasks import make_generator
 from simulations.vision import distributed
 from simulations.vision.convnet import ConvNet, default_width, standard_convnet
-from simulations.vision.datasets import DATASETS, SPLITS, load_pool
+from simulations.vision.datasets import DATASETS, SPLITS, check_root, load_pool
 from simulations.vision.distributed import Ranks
 from simulations.vision.episodes import episode_sampler
 from theory.ground.atomic_io import atomic_write_bytes
-from theory.ground.errors import DivergenceError, ParameterError, UsageError, require_int, require_real, require_seed
+from theory.ground.errors import (
+    DatasetError,
+    DivergenceError,
+    ParameterError,
+    UsageError,
+    require_int,
+    require_real,
+    require_seed,
+)
 from theory.ground.options import Threads, flags, option
 
 CHECKPOINT_FORMAT = "vision-checkpoint-1"
@@ -57,7 +65,8 @@ class VisionConfig(Threads):
 
     dataset: str = option("digits", "dataset: digits is bundled (the quick path); omniglot, cifarfs and "
                                     "mini-imagenet are read from --data-root", choices=DATASETS)
-    data_root: str | None = option(None, "folder holding the dataset files (digits needs none)")
+    data_root: str | None = option(None, "folder holding the dataset files: required for omniglot, cifarfs and "
+                                         "mini-imagenet; not with digits, which reads none")
     ways: int = option(5, "N classes per episode")
     shots: int = option(1, "K support images per class")
     query: int = option(15, "Q query images per class (the literature's 15); capped by the smallest class")
@@ -322,21 +331,36 @@ def _restore(state: _State, saved: dict) -> int:
 
 
 def run(config: VisionConfig, progress: bool = False) -> dict | None:
-    """``run_vision`` for ``paper_repro.py vision``: a divergence becomes a UsageError naming the steps.
-    Under torchrun (WORLD_SIZE set) the run is data-parallel across the processes and only rank 0
+    """``run_vision`` for ``paper_repro.py vision``: a divergence becomes a UsageError naming the steps, a missing
+    or wrong data root (checked first, before any work) or dataset file one naming --data-root in the dataset's
+    words. Under torchrun (WORLD_SIZE set) the run is data-parallel across the processes and only rank 0
     returns the report (the others None: nothing to print)."""
-    ranks = distributed.ranks_from_environment()
+    flag = flags(VisionConfig)
     try:
+        _check_data_root(config)
+        ranks = distributed.ranks_from_environment()
         if ranks is None:
             return run_vision(config, progress)
         ranks.require_divides(config.meta_batch)
         with distributed.process_group(ranks, resolve_device(ranks.device(config.device))):
             report = run_vision(config, progress and ranks.is_main, ranks=ranks)
         return report if ranks.is_main else None
+    except DatasetError as err:  # what was expected where, and how to obtain it
+        raise UsageError(f"argument {flag['data_root']}: {err}") from None
     except DivergenceError as err:
-        flag = flags(VisionConfig)
         raise UsageError(f"argument {flag['alpha']}: {config.alpha:g} with {flag['meta_lr']} "
                          f"{config.meta_lr:g} makes meta-training diverge ({err}); use smaller steps") from None
+
+
+def _check_data_root(config: VisionConfig) -> None:
+    """The command line's check of --data-root, before any work: given exactly when the dataset reads files, and a
+    folder (DatasetError otherwise; the files themselves are checked as the pools load). Not in VisionConfig:
+    scripts/paper_runs.py builds configs here for a data root that exists on the machines that run them."""
+    if not DATASETS[config.dataset].needs_root and config.data_root is not None:  # it would be ignored
+        flag = flags(VisionConfig)
+        raise UsageError(f"argument {flag['data_root']}: not with {flag['dataset']} {config.dataset} "
+                         f"({config.dataset} reads no files)")
+    check_root(config.dataset, config.data_root)
 
 
 def format_report(report: dict) -> str:

@@ -71,21 +71,31 @@ def load_pool(dataset: str, split: str, data_root: str | None = None) -> ClassPo
         raise ParameterError("dataset", dataset, f"one of {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ParameterError("split", split, f"one of {', '.join(SPLITS)}")
-    spec = DATASETS[dataset]
-    root = None if data_root is None else Path(data_root).expanduser()
-    if spec.needs_root and root is None:
-        raise _error(dataset, None, "no data root given", "data_root=None")
-    if spec.needs_root and not root.is_dir():
-        raise _error(dataset, root, "data root is not a folder", root)
-    return spec.load(root, split)
+    return DATASETS[dataset].load(check_root(dataset, data_root), split)
 
 
-def _error(dataset: str, root: Path | None, problem: str, where) -> DatasetError:
+def check_root(dataset: str, data_root: str | None) -> Path | None:
+    """``data_root`` as a Path (None where ``dataset`` reads no files); DatasetError if the dataset needs a data
+    root and none is given, or the given one is not a folder. Reads nothing: the files are checked as they load."""
+    if not DATASETS[dataset].needs_root:
+        return None
+    if data_root is None:
+        raise _error(dataset, None, f"no data root given ({dataset} is read from files)")
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        what = "it is a file" if root.exists() else "it does not exist"
+        raise _error(dataset, root, f"data root is not a folder ({what})", root)
+    return root
+
+
+def _error(dataset: str, root: Path | None, problem: str, where=None) -> DatasetError:
+    """DatasetError: '<dataset>: <problem>: <where>; expected <files>; to obtain it, <how>', one line."""
     spec = DATASETS[dataset]
     files, obtain = (text.replace("<root>", str(root) if root is not None else "<root>")
                      for text in (spec.files, spec.obtain))
     problem = " ".join(str(problem).split())  # one line, whatever the parser said
-    return DatasetError(f"{dataset}: {problem}: {where}; expected {files}; to obtain it, {obtain}")
+    at = "" if where is None else f": {where}"
+    return DatasetError(f"{dataset}: {problem}{at}; expected {files}; to obtain it, {obtain}")
 
 
 def _unpickle(dataset: str, root: Path, path: Path, encoding: str):
