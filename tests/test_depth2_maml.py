@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +23,8 @@ from theory.bayes_floor import bayes_optimal_loss
 from theory.ground.errors import ParameterError
 from theory.scalar_deep import depth2_scalar_meta_objective
 from theory.task_family import LinearTaskFamily
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_family(noise_var: float = 0.3, mean: bool = True, isotropic: bool = False, support=3):
@@ -129,6 +135,42 @@ def test_depth2_best_post_loss_lies_between_the_bayes_floor_and_the_shallow_step
     assert value <= shallow_maml.post_adaptation_loss(family, np.zeros(4), alpha) + 1e-12
     assert value < shallow_maml.pre_adaptation_loss(family, family.task_mean)
     assert value >= bayes_optimal_loss(family).value
+
+
+@pytest.mark.parametrize("width, kwargs", [
+    (2, {}), (3, {"isotropic": True}), (1, {"mean": False, "noise_var": 0.0}), (4, {"support": 1}),
+    (2, {"support": math.inf}), (3, {"isotropic": True, "mean": False, "support": math.inf})])
+def test_search_gradient_is_torch_autograd_of_the_same_loss(width, kwargs):
+    """depth2_best_post_loss's objective (HIPS autograd through _flat_loss, no torch) against torch autograd of
+    depth2_loss_of_nets (the nets built along a leading axis) at random float64 weights: value and gradient."""
+    torch = pytest.importorskip("torch")
+    from autograd import value_and_grad
+
+    family, alpha = small_family(**kwargs), 0.45
+    for seed in range(3):
+        w1, w2 = random_depth2(10 + seed, width)
+        value, grad = value_and_grad(depth2_maml._flat_loss(family, width, alpha))(np.concatenate([w1.ravel(),
+                                                                                                   w2.ravel()]))
+        t1, t2 = (torch.tensor(w[None], dtype=torch.float64, requires_grad=True) for w in (w1, w2))
+        loss = depth2_maml.depth2_loss_of_nets(family, alpha)(t1, t2)[0]
+        expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, (t1, t2))]).numpy()
+        assert_close(value, loss.item(), 1e-12, "loss")
+        assert_close(value, depth2_maml.depth2_post_adaptation_loss(family, w1, w2, alpha), 1e-12, "loss, closed")
+        assert_close(grad, expected, 1e-10, f"gradient at width {width}, seed {seed}")
+
+
+def test_optimum_search_does_not_import_torch():
+    """Importing theory.depth2_maml and running the search leave torch unimported (explore --theory-only's time)."""
+    code = ("import sys\n"
+            "from theory.depth2_maml import depth2_best_post_loss\n"
+            "from theory.task_family import LinearTaskFamily\n"
+            "family = LinearTaskFamily.subspace(4, 3, 10, rank=2, noise_var=0.1, seed=2)\n"
+            "value = depth2_best_post_loss(family, 2, 0.2, restarts=1)[0]\n"
+            "print(value > 0, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"], done.stdout
 
 
 @pytest.mark.parametrize("call, parameter", [

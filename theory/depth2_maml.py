@@ -50,24 +50,21 @@ def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, re
 
     L-BFGS on all h(d + 1) weights from ``restarts`` seeded random starts (scales 0.3 to 1.5 of
     N(0, 1/d), N(0, 1/h)) and from the given ``starts`` ((W1, w2) pairs, e.g. ANIL's optimum with
-    w2 = v₀), gradients by torch autograd through the same formula; the best run is kept.
+    w2 = v₀), gradients by reverse mode (HIPS autograd, numpy only: no torch) through the same formula
+    (_flat_loss); the best run is kept.
     A local search: the value is an upper bound on the true minimum, reached in practice when restarts agree.
     """
-    import torch
+    from autograd import value_and_grad
     from scipy.optimize import minimize
 
     width = require_int("width", width, 1)
     alpha, restarts = require_real("alpha", alpha), require_int("restarts", restarts, 0 if starts else 1)
     d = family.dim
-    fixed = [torch.tensor(np.array(v)) for v in _family_arrays(family)]
+    loss_and_grad = value_and_grad(_flat_loss(family, width, alpha))
 
-    def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        params = torch.tensor(flat, dtype=torch.float64, requires_grad=True)
-        w1, w2 = params[: width * d].reshape(width, d), params[width * d:].reshape(1, width)
-        coef = _loss_coefficients(*_depth2_parts(w1, w2, *fixed), family.noise_var, family.support)
-        loss = sum(c * alpha**j for j, c in enumerate(coef))
-        (grad,) = torch.autograd.grad(loss, params)
-        return loss.item(), grad.numpy()
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = loss_and_grad(flat)
+        return float(loss), grad
 
     rng = np.random.default_rng(seed)
     initial = [np.concatenate([np.asarray(w1, float).reshape(width * d), np.asarray(w2, float).reshape(width)])
@@ -77,7 +74,7 @@ def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, re
                                                rng.standard_normal(width) / np.sqrt(width)]))
     best = None
     for start in initial:
-        res = minimize(value_and_grad, start, jac=True, method="L-BFGS-B",
+        res = minimize(objective, start, jac=True, method="L-BFGS-B",
                        options={"maxiter": 5000, "gtol": 1e-10, "ftol": 1e-15})
         if best is None or res.fun < best.fun:
             best = res
@@ -85,6 +82,19 @@ def depth2_best_post_loss(family: LinearTaskFamily, width: int, alpha: float, re
     value = depth2_post_adaptation_loss(family, w1, w2, alpha)
     given = f" and {len(starts)} given start(s)" if starts else ""
     return value, w1, w2, f"numerical: L-BFGS from {restarts} seeded random starts (seed {seed}){given}"
+
+
+def _flat_loss(family: LinearTaskFamily, width: int, alpha: float):
+    """The exact loss as a function of the flat weights (vec W1 (h·d), w2 (h)), numpy operations only, so that
+    autograd differentiates it (depth2_best_post_loss) and tests hold its gradient against torch's."""
+    d, fixed = family.dim, _family_arrays(family)
+
+    def loss(flat):
+        w1, w2 = flat[: width * d].reshape(width, d), flat[width * d:].reshape(1, width)
+        coef = _loss_coefficients(*_depth2_parts(w1, w2, *fixed), family.noise_var, family.support)
+        return sum(c * alpha**j for j, c in enumerate(coef))
+
+    return loss
 
 
 def depth2_loss_of_nets(family: LinearTaskFamily, alpha: float):
