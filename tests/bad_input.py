@@ -304,6 +304,7 @@ IN_CONTEXT_ROWS = [
     (["in-context", "--input-spectrum", "1,2"], "--input-spectrum", "exactly d = 5"),
     (["in-context", "--dim", "2", "--input-spectrum", "1,0"], "--input-spectrum", "(1e-12, 1e12]"),
     (["in-context", "--dim", "2", "--input-spectrum", "1,x"], "--input-spectrum", "not a number"),
+    (["in-context", "--dim", "2", "--input-spectrum", "1e-11,1e12"], "--input-spectrum", "rank tolerance"),
     (["in-context", "--task-var", "0"], "--task-var", "(0, 1e12]"),
     (["in-context", "--noise", "-1"], "--noise", "[0, 1e12]"),
     (["in-context", "--test-context", "0"], "--test-context", ">= 1"),
@@ -315,6 +316,14 @@ IN_CONTEXT_ROWS = [
     (["in-context", "--simulate", "--iterations", "0"], "--iterations", ">= 1"),
     (["in-context", "--seed", "-1"], "--seed", SEED),
     (["in-context", "--context", "5", "--context", "6"], "--context", TWICE),
+    (["in-context", "--dim", "3", "--input-cov", "tests/data/nonsymmetric_3.txt"], "--input-cov",
+     "a symmetric matrix (largest |A − Aᵀ| = 1)"),
+    (["in-context", "--input-cov", "tests/data/identity_50.txt"], "--input-cov",
+     "a d × d matrix with d = 5 (the file holds shape (50, 50))"),
+    (["in-context", "--dim", "50", "--input-cov", "tests/data/identity_50.txt", "--input-spectrum", "1,2"],
+     "--input-spectrum", "not given together with --input-cov"),
+    (["in-context", "--input-cov", "{tmp}/file"], "--input-cov", "a file of numbers"),
+    (["in-context", "--input-cov", "{tmp}/nope.txt"], "--input-cov", "a readable file"),
 ]
 
 SIZE_ROWS = [

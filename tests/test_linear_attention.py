@@ -114,3 +114,90 @@ def test_in_context_stacked_layers_use_the_step_learned_at_n(capsys):
         assert row["stacked_loss"] == pytest.approx(
             linear_attention.stacked_layers_loss(family, 3 * step, 3, row["test_context"]), rel=1e-12)
     assert out["rows"][1]["stacked_loss"] < out["rows"][1]["test_loss"]  # three steps beat one at N
+
+
+# -- paper_repro.py in-context --input-cov FILE --------------------------------------------------------
+def _rotated_inputs(dim: int = 4) -> np.ndarray:
+    """A non-diagonal Λ = U diag(λ) Uᵀ (U a seeded random rotation), (d, d), exactly symmetric: as the file reader
+    symmetrises, so that the family built here holds the very matrix the command reads (the best step size of
+    the stacked layers is a golden-section minimum of a loss flat to √ε there: a 1-ulp change of Λ moved the stacked
+    loss at M ≠ N by 3e-8 relative)."""
+    u = np.linalg.qr(np.random.default_rng(5).standard_normal((dim, dim)))[0]
+    lam = u @ np.diag(np.linspace(0.3, 3.0, dim)) @ u.T
+    return 0.5 * (lam + lam.T)
+
+
+@pytest.mark.parametrize("text", [True, False], ids=["text", "npy"])
+def test_in_context_reads_a_non_diagonal_input_covariance_from_a_file(tmp_path, capsys, text):
+    """Γ*, the exact loss at each M and the stacked layers' loss from a rotated Λ in a file are those of the
+    LinearTaskFamily built with that Λ directly (noise and task variance not at their defaults)."""
+    lam = _rotated_inputs()
+    path = tmp_path / ("lam.txt" if text else "lam.npy")
+    np.savetxt(path, lam, fmt="%.17g") if text else np.save(path, lam)
+    out = _json(capsys, "in-context", "--dim", "4", "--context", "7", "--input-cov", str(path), "--noise", "0.2",
+                "--task-var", "0.5", "--layers", "2", "--test-context", "3,7,30")
+    family = LinearTaskFamily.from_covariances(4, 7, 10, task_cov=0.5 * np.eye(4), input_cov=lam, noise_var=0.2)
+    star = linear_attention.optimal_gamma(family)
+    assert np.abs(star - np.diag(np.diag(star))).max() > 0.01, "Λ is rotated, so Γ* is not diagonal"
+    assert_close(np.asarray(out["gamma_star"]), star, tol=1e-12)
+    step = shallow_maml.optimal_step_size(family, 2)
+    for row in out["rows"]:
+        m = row["test_context"]
+        assert row["test_loss"] == pytest.approx(linear_attention.icl_loss(family, star, m), rel=1e-12)
+        assert row["stacked_loss"] == pytest.approx(linear_attention.stacked_layers_loss(family, 2 * step, 2, m),
+                                                    rel=1e-12)
+    assert out["config"]["input_cov"] == str(path)
+
+
+def test_in_context_identity_file_is_the_default(capsys):
+    """tests/data/identity_50.txt (Λ = I, d = 50) gives exactly the default's numbers; the text says where Λ is from."""
+    argv = ["in-context", "--dim", "50", "--context", "30", "--layers", "2"]
+    default, from_file = _json(capsys, *argv), _json(capsys, *argv, "--input-cov", "tests/data/identity_50.txt")
+    assert from_file["gamma_star"] == default["gamma_star"] and from_file["rows"] == default["rows"]
+    import paper_repro
+
+    assert paper_repro.main([*argv, "--input-cov", "tests/data/identity_50.txt"]) == 0
+    text = capsys.readouterr().out
+    assert "Λ from tests/data/identity_50.txt" in text
+    assert paper_repro.main(argv) == 0
+    assert "Λ = I," in capsys.readouterr().out
+
+
+def test_in_context_text_report_of_a_rotated_input_covariance(tmp_path, capsys):
+    """Γ* of a rotated Λ is not diagonal: the text gives its eigenvalues (Λ's eigenvectors), largest first."""
+    import paper_repro
+
+    lam = _rotated_inputs()
+    np.save(tmp_path / "lam.npy", lam)
+    assert paper_repro.main(["in-context", "--dim", "4", "--input-cov", str(tmp_path / "lam.npy")]) == 0
+    text = capsys.readouterr().out
+    assert f"Λ from {tmp_path / 'lam.npy'}" in text
+    family = LinearTaskFamily.from_covariances(4, 20, 10, task_cov=np.eye(4), input_cov=lam)
+    eigenvalues = np.linalg.eigvalsh(linear_attention.optimal_gamma(family))[::-1]
+    assert "eigenvalues: " + ", ".join(f"{v:.5g}" for v in eigenvalues) in text
+
+
+@pytest.mark.parametrize(("scale", "words"), [(1e13, "(the file's lie in [1e+13, 1e+13])"),
+                                              (1e-13, "(the file's lie in [1e-13, 1e-13])")])
+def test_in_context_input_cov_eigenvalues_have_the_spectrums_bounds(tmp_path, capsys, scale, words):
+    """The file's eigenvalues must lie in (1e-12, 1e12], the bounds of --input-spectrum: one line naming --input-cov."""
+    import paper_repro
+
+    np.savetxt(tmp_path / "lam.txt", scale * np.eye(3))
+    assert paper_repro.main(["in-context", "--dim", "3", "--input-cov", str(tmp_path / "lam.txt")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith("paper_repro.py: error: argument --input-cov: ") and "(1e-12, 1e12]" in err and words in err
+
+
+def test_in_context_input_cov_in_the_python_api(tmp_path):
+    """InContextConfig reads the file once, when built; the family holds its (symmetrised) matrix."""
+    from simulations.experiments.in_context import InContextConfig
+
+    lam = _rotated_inputs(3)
+    np.savetxt(tmp_path / "lam.txt", lam, fmt="%.17g")
+    config = InContextConfig(dim=3, input_cov=str(tmp_path / "lam.txt"))
+    assert_close(config.family().input_cov, lam, tol=1e-12)
+    with pytest.raises(ParameterError, match="input_spectrum") as err:
+        InContextConfig(dim=3, input_cov=str(tmp_path / "lam.txt"), input_spectrum=(1.0, 1.0, 1.0))
+    assert err.value.parameter == "input_spectrum"

@@ -56,7 +56,8 @@ EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "inp
             "task_cov": "tests/data/identity_50.txt", "input_cov": "tests/data/identity_50.txt"}  # d = 50
 CONTEXT = {("dynamics", "width"): ["--model", "depth2"],  # options that mean something only for another model
            ("dynamics", "starts"): ["--model", "depth2"],
-           ("in-context", "input_spectrum"): ["--dim", "50"]}  # EXAMPLES' spectrum has d = 50 values
+           ("in-context", "input_spectrum"): ["--dim", "50"],  # EXAMPLES' spectrum has d = 50 values
+           ("in-context", "input_cov"): ["--dim", "50"]}  # and its covariance file a 50 × 50 matrix
 REPEATED = {"groups": (["prob=0.3,input-var=2,task-mean=1", "--group", "prob=0.7,input-var=1,task-mean=0,task-var=1"],
                        (TaskGroup(0.3, 2.0, 1.0), TaskGroup(0.7, 1.0, 0.0, 1.0)))}  # options given once per element
 

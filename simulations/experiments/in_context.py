@@ -12,19 +12,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from simulations.experiments.explore import RANK_TOL, read_covariance
 from theory import linear_attention, shallow_maml
 from theory.ground.errors import NoClosedForm, ParameterError, require_int, require_real, require_seed
 from theory.ground.options import Threads, option
 from theory.task_family import LinearTaskFamily
 
 QUERIES = 10  # queries per context: each its own prompt with the same context pairs
+INPUT_EIGENVALUES = (1e-12, 1e12)  # Λ's eigenvalues lie in (low, high], from --input-spectrum or --input-cov
 DEFAULTS = {"seeds": 3, "iterations": 1500, "eval_tasks": 20_000}
 
 
 @dataclass(frozen=True)
 class InContextConfig(Threads):
     """In-context regression by one linear self-attention layer (or L stacked layers): prompts of `--context` N
-    pairs (x, y = wᵀx + ε), x ~ N(0, Λ = diag(`--input-spectrum`)), w ~ N(0, `--task-var`·I), noise s². Prints Γ*
+    pairs (x, y = wᵀx + ε), x ~ N(0, Λ) with Λ = diag(`--input-spectrum`) or the matrix in `--input-cov` FILE,
+    w ~ N(0, `--task-var`·I), noise s². Prints Γ*
     (the trained layer's preconditioner: one gradient step from 0) and the exact test loss at each
     `--test-context` M; `--layers L` adds the best loss of L stacked layers each taking a plain step of one size
     (exact through the k-step forms where they are: Λ = I, or L ≤ 3); `--simulate` trains literal layers on
@@ -34,7 +37,10 @@ class InContextConfig(Threads):
     dim: int = option(5, "input dimension d")
     context: int = option(20, "context length N the layer is trained at (pairs per prompt)")
     input_spectrum: tuple[float, ...] = option((), "exactly d eigenvalues > 0 of Λ = diag(…), the input covariance "
-                                                   "(default all ones)")
+                                                   "(default all ones); not with --input-cov")
+    input_cov: str = option("", "a file holding Λ, the input covariance: a .npy array or whitespace-separated text, a "
+                                "symmetric positive definite d × d matrix with eigenvalues in (1e-12, 1e12] (instead "
+                                "of --input-spectrum)", metavar="FILE")
     task_var: float = option(1.0, "variance v of each task weight: w ~ N(0, v·I)")
     noise_var: float = option(0.0, "label-noise variance s²", flag="--noise")
     test_context: tuple[int, ...] = option((), "context lengths M to test at (default N/2, N, 2N)")
@@ -52,13 +58,7 @@ class InContextConfig(Threads):
         super().__post_init__()
         require_int("dim", self.dim, 1, 200)
         require_int("context", self.context, 1, 10**5)
-        if self.input_spectrum:
-            if len(self.input_spectrum) != self.dim:
-                raise ParameterError("input_spectrum", f"{len(self.input_spectrum)} values",
-                                     f"exactly d = {self.dim} comma-separated numbers")
-            bad = [v for v in self.input_spectrum if not (math.isfinite(v) and 1e-12 < v <= 1e12)]
-            if bad:
-                raise ParameterError("input_spectrum", bad[0], "eigenvalues in (1e-12, 1e12]")
+        self._check_inputs()
         if not 0 < require_real("task_var", self.task_var) <= 1e12:
             raise ParameterError("task_var", self.task_var, "a real number in (0, 1e12]")
         if not 0 <= require_real("noise_var", self.noise_var) <= 1e12:
@@ -74,11 +74,45 @@ class InContextConfig(Threads):
                 require_int(name, getattr(self, name), low, high)
         require_seed("seed", self.seed)
 
+    def _check_inputs(self) -> None:
+        """Λ from --input-spectrum or --input-cov (not both): d eigenvalues in (1e-12, 1e12]; the file's matrix is
+        kept (symmetrised) for ``family``."""
+        low, high = INPUT_EIGENVALUES
+        valid = f"eigenvalues in ({low:.0e}, {high:.0e}]".replace("e+", "e")  # (1e-12, 1e12]
+        if self.input_cov:
+            if self.input_spectrum:
+                raise ParameterError("input_spectrum", self.input_spectrum, "not given together with --input-cov "
+                                                                            "(the file fixes Λ)")
+            matrix = read_covariance("input_cov", self.input_cov, self.dim, definite=True)
+            smallest, largest = np.linalg.eigvalsh(matrix)[[0, -1]]
+            if not low < smallest <= largest <= high:
+                raise ParameterError("input_cov", self.input_cov, f"a matrix with {valid} (the file's lie in "
+                                                                  f"[{smallest:.3g}, {largest:.3g}])")
+            object.__setattr__(self, "_input_matrix", matrix)
+        elif self.input_spectrum:
+            if len(self.input_spectrum) != self.dim:
+                raise ParameterError("input_spectrum", f"{len(self.input_spectrum)} values",
+                                     f"exactly d = {self.dim} comma-separated numbers")
+            bad = [v for v in self.input_spectrum if not (math.isfinite(v) and low < v <= high)]
+            if bad:
+                raise ParameterError("input_spectrum", bad[0], valid)
+            floor = RANK_TOL * max(1.0, *self.input_spectrum)  # below it theory.task_family counts an eigenvalue 0
+            if min(self.input_spectrum) <= floor:
+                raise ParameterError("input_spectrum", min(self.input_spectrum),
+                                     f"eigenvalues > {RANK_TOL:g} × max(1, the largest) = {floor:g} (the theory's "
+                                     "rank tolerance: a smaller one makes Λ singular)")
+
+    @property
+    def input_matrix(self) -> np.ndarray:
+        """Λ (d, d): the --input-cov file's matrix, else diag(--input-spectrum), else I."""
+        if self.input_cov:
+            return self._input_matrix
+        return np.diag(self.input_spectrum or (1.0,) * self.dim)
+
     def family(self, context: int | None = None) -> LinearTaskFamily:
-        spectrum = self.input_spectrum or (1.0,) * self.dim
         return LinearTaskFamily.from_covariances(self.dim, context or self.context, QUERIES,
                                                  task_cov=self.task_var * np.eye(self.dim),
-                                                 input_cov=np.diag(spectrum), noise_var=self.noise_var)
+                                                 input_cov=self.input_matrix, noise_var=self.noise_var)
 
     def value(self, name: str) -> int:
         given = getattr(self, name)
@@ -129,12 +163,15 @@ def _simulate(config: InContextConfig, family: LinearTaskFamily, rows: list[dict
 
 def format_report(report: dict) -> str:
     c = report["config"]
-    spectrum = f"diag({', '.join(f'{v:g}' for v in c['input_spectrum'])})" if c["input_spectrum"] else "I"
-    gamma = np.asarray(report["gamma_star"])
+    spectrum = (f"Λ from {c['input_cov']}" if c.get("input_cov") else
+                f"Λ = diag({', '.join(f'{v:g}' for v in c['input_spectrum'])})" if c["input_spectrum"] else "Λ = I")
+    gamma = np.asarray(report["gamma_star"])  # (d, d); symmetric: Σw = v·I commutes with Λ, so Γ* does
     lines = [f"In-context regression, one linear self-attention layer: d={c['dim']}, trained at N={c['context']}, "
-             f"Λ = {spectrum}, w ~ N(0, {c['task_var']:g}·I), s²={c['noise_var']:g}",
-             "  Γ* (diagonal here: Λ and Σw share eigenvectors): " + ", ".join(f"{v:.5g}" for v in np.diag(gamma))
-             if np.allclose(gamma, np.diag(np.diag(gamma))) else f"  Γ* = {np.array2string(gamma, precision=4)}"]
+             f"{spectrum}, w ~ N(0, {c['task_var']:g}·I), s²={c['noise_var']:g}",
+             "  Γ* (diagonal here: Λ is, and Σw = v·I): " + ", ".join(f"{v:.5g}" for v in np.diag(gamma))
+             if np.allclose(gamma, np.diag(np.diag(gamma))) else
+             "  Γ* (Λ's eigenvectors, Σw = v·I), eigenvalues: "
+             + ", ".join(f"{v:.5g}" for v in np.linalg.eigvalsh(0.5 * (gamma + gamma.T))[::-1])]
     head = f"  {'test context M':>14}  {'test loss (exact)':>17}"
     if c["layers"] > 1:
         head += f"  {str(c['layers']) + ' stacked layers':>18}"
