@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command, config, output = parse(argv)
         module = importlib.import_module(COMMANDS[command].module)
-        if "threads" in {f.name for f in fields(config)}:
+        if "threads" in {f.name for f in fields(config)} and getattr(config, "uses_torch", lambda: True)():
             import torch
 
             torch.set_num_threads(config.threads)

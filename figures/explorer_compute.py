@@ -155,8 +155,8 @@ def step_counts(steps: int) -> tuple[int, ...]:
 def panel_one(config: ExploreConfig) -> dict:
     """Panel 1's fast numbers: {"theory": closed_forms(config), "curves": [{"steps", "alpha", "loss",
     "optimal_alpha", "best_loss"} or {"steps", "note"} per step count], "alpha_max"}."""
-    family = config.family()
-    theory = closed_forms(config, family)
+    theory = closed_forms(config)  # explore --theory-only's own numbers (the structured family's O(d) forms)
+    family = config.family()  # the curves: the dense forms at the app's d (at most its slider's)
     theta = shallow_maml.maml_optimal_init(family)
     one_step = shallow_maml.optimal_step_size(family, 1)
     optimal = {config.steps: theory["shallow_optimal_alpha"]}

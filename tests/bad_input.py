@@ -327,7 +327,8 @@ IN_CONTEXT_ROWS = [
 ]
 
 SIZE_ROWS = [
-    (["explore", "--dim", "1000000", "--theory-only"], "--dim", MEMORY),
+    (["explore", "--dim", "100000000000000", "--theory-only"], "--dim", "a d whose length-d vectors fit in memory"),
+    (["explore", "--dim", "1000000", "--theory-only", "--task-cov", "tests/data/identity_50.txt"], "--dim", MEMORY),
     (["explore", "--dim", "1000000"], "--dim", MEMORY),
     (["finite-tasks", "--dim", "1000000", "--runs", "2"], "--dim", MEMORY),
 ]

@@ -165,7 +165,7 @@ def test_optimum_search_does_not_import_torch():
             "from theory.depth2_maml import depth2_best_post_loss\n"
             "from theory.task_family import LinearTaskFamily\n"
             "family = LinearTaskFamily.subspace(4, 3, 10, rank=2, noise_var=0.1, seed=2)\n"
-            "value = depth2_best_post_loss(family, 2, 0.2, restarts=1)[0]\n"
+            "value = depth2_best_post_loss(family, 2, 0.2, restarts=1, gradient='autograd')[0]\n"
             "print(value > 0, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -182,6 +182,7 @@ def test_optimum_search_does_not_import_torch():
      "alpha"),
     (lambda: depth2_maml.depth2_best_post_loss(small_family(), 0, 0.1), "width"),
     (lambda: depth2_maml.depth2_best_post_loss(small_family(), 2, 0.1, restarts=0), "restarts"),
+    (lambda: depth2_maml.depth2_best_post_loss(small_family(), 2, 0.1, gradient="jax"), "gradient"),
     (lambda: depth2_maml.gaussian_cubature(0), "rank"),
     (lambda: deep_linear.first_order_surrogate_loss(small_family(), [np.ones((2, 3))], 0.1), "layers"),
 ])

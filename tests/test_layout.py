@@ -13,7 +13,7 @@ import theory
 from simulations.checks import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUND = {"ground", "latex", "task_family"}  # theory modules that are not results (see theory/__init__.py)
+GROUND = {"ground", "latex", "task_family", "structured_family"}  # not results (theory/__init__.py)
 STEMS = sorted(m.name for m in pkgutil.iter_modules(theory.__path__) if m.name not in GROUND)
 
 

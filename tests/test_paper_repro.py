@@ -56,6 +56,8 @@ EXAMPLES = {"device": "cuda:0", "support": 6, "task_spectrum": (1.0,) * 50, "inp
             "task_cov": "tests/data/identity_50.txt", "input_cov": "tests/data/identity_50.txt"}  # d = 50
 CONTEXT = {("dynamics", "width"): ["--model", "depth2"],  # options that mean something only for another model
            ("dynamics", "starts"): ["--model", "depth2"],
+           ("dynamics", "threads"): ["--model", "depth2"],  # the shallow and ANIL closed forms use no torch
+           ("in-context", "threads"): ["--simulate"],  # nor do the in-context closed forms
            ("in-context", "input_spectrum"): ["--dim", "50"],  # EXAMPLES' spectrum has d = 50 values
            ("in-context", "input_cov"): ["--dim", "50"]}  # and its covariance file a 50 × 50 matrix
 REPEATED = {"groups": (["prob=0.3,input-var=2,task-mean=1", "--group", "prob=0.7,input-var=1,task-mean=0,task-var=1"],
@@ -159,13 +161,34 @@ def test_an_option_the_subcommand_lacks_is_not_suggested_after_it(argv, flag, te
     assert err.startswith(f"paper_repro.py: error: argument {flag}: {text} (options go after the subcommand; "), err
 
 
-def test_threads_are_applied():
+def test_threads_are_applied(capsys):
     before = torch.get_num_threads()
     try:
-        assert paper_repro.main(["explore", "--theory-only", "--json", "--threads", "3"]) == 0
+        assert paper_repro.main(["dynamics", "--model", "depth2", "--dim", "3", "--width", "1", "--starts", "1",
+                                 "--times", "0,1", "--json", "--threads", "3"]) == 0
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("argv", [["explore", "--theory-only"], ["dynamics", "--model", "anil", "--dim", "3"],
+                                  ["in-context", "--dim", "2"]])
+def test_threads_are_refused_where_nothing_uses_torch(argv, capsys):
+    """explore --theory-only and the shallow/ANIL dynamics are numpy alone: --threads would be accepted and ignored."""
+    assert paper_repro.main([*argv, "--threads", "3"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("paper_repro.py: error: argument --threads: "), err
+
+
+def test_explore_theory_only_imports_neither_torch_nor_matplotlib():
+    """The closed forms alone (issue 20): a fresh interpreter, the default setting, then sys.modules."""
+    code = ("import contextlib, io, sys, paper_repro\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert paper_repro.main(['explore', '--theory-only', '--json']) == 0\n"
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_formulas_out_writes_the_file(tmp_path, capsys):

@@ -204,3 +204,28 @@ def test_explore_reports_imaml_at_the_bayes_floor_for_isotropic_tasks(capsys):
     assert gap <= t["implicit_best_post_loss_ci95"] + t["bayes_optimal_loss_ci95"]
     assert t["implicit_best_lambda"] == pytest.approx(0.25 / (5 * 0.05), rel=0.02)
     assert t["implicit_best_post_loss"] < t["shallow_best_post_loss"] - 0.01
+
+
+@pytest.mark.parametrize(("dim", "support", "noise", "scale"),
+                         [(12, 5, 0.25, 1.0), (6, 9, 0.1, 2.5), (20, 5, 0.0, 1.0)])
+def test_isotropic_best_scalar_ridge_is_the_dense_monte_carlo_at_its_lambda(dim, support, noise, scale):
+    """Σx = βI: the estimate over Ŝ's eigenvalues alone (rotation averaged out) against the dense Monte-Carlo over X at
+    the λ it finds, through both intervals (Z_CHECK on the combined standard error); an anisotropic Σw of trace t."""
+    rng = np.random.default_rng(dim)
+    cov = rng.standard_normal((dim, 3))
+    cov = cov @ cov.T / 3
+    family = LinearTaskFamily.from_covariances(dim, support, 20, task_cov=cov, input_cov=scale * np.eye(dim),
+                                               noise_var=noise)
+    fast = ridge_maml.isotropic_best_scalar_ridge(dim, support, float(np.trace(cov)), noise, scale, seed=3,
+                                                  draws=20_000)
+    slow = ridge_maml.ridge_post_adaptation_loss(family, lam=fast.lam, seed=4, draws=20_000)
+    margin = Z_CHECK * math.hypot(fast.stderr, slow.stderr) + 1e-12 * slow.value
+    assert abs(fast.value - slow.value) <= margin, (fast, slow)
+    assert fast.stderr <= slow.stderr + 1e-15  # the rotation is averaged out exactly: never a wider interval
+
+
+def test_isotropic_best_scalar_ridge_refuses_what_it_cannot_draw():
+    with pytest.raises(ParameterError, match="support"):
+        ridge_maml.isotropic_best_scalar_ridge(1000, 1000, 1.0, 0.1, draws=10)
+    with pytest.raises(ParameterError, match="input_scale"):
+        ridge_maml.isotropic_best_scalar_ridge(10, 5, 1.0, 0.1, input_scale=0.0)

@@ -9,6 +9,9 @@ under the same name, simulations/twins/<stem>.py (Monte-Carlo or autograd twins 
 parameters, never computed from the closed form), simulations/checks/<stem>.py (its ``verify`` checks, named
 ``<stem>.<quantity>``) and tests/test_<stem>.py; tests/test_layout.py keeps it so.
 The other modules are the ground the stems stand on: task_family (the one LinearTaskFamily that
-theory and simulation share), latex (the formulas) and the package ``ground``, the floor every layer
-imports (errors, the statistics constants and comparison rules, atomic writes, command-line options).
+theory and simulation share), structured_family (the same families stored in O(d r) numbers where Σx is
+diagonal and Σw diagonal or of rank r, with the closed forms of ``explore --theory-only`` in O(d r²): the stems'
+dense forms at any d, held to them by tests/test_structured_family.py), latex (the formulas) and the package
+``ground``, the floor every layer imports (errors, the statistics constants and comparison rules, atomic
+writes, command-line options).
 """

@@ -78,15 +78,21 @@ def post_adaptation_loss(family: LinearTaskFamily, theta: np.ndarray, alpha: flo
         return preconditioned_post_adaptation_loss(family, theta, np.eye(family.dim), alpha)
     if not family.isotropic_inputs:
         return _anisotropic_loss(family, theta, alpha, steps)
-    loss = _IsotropicKStep.of(family.dim, family.support, steps)
-    return loss.value(float(np.trace(family.error_second_moment(theta))), family.noise_var, alpha)
+    return isotropic_post_adaptation_loss(family.dim, family.support, steps,
+                                          float(np.trace(family.error_second_moment(theta))), family.noise_var, alpha)
 
 
 def population_post_adaptation_loss(family: LinearTaskFamily, theta: np.ndarray, alpha: float,
                                     steps: int) -> float:
     """K = ∞: ½ Σ_i λ_i (1 − αλ_i)^{2k} (UᵀCU)_ii + ½ s², Σx = U diag(λ) Uᵀ (module doc); any K reads as ∞."""
     lam, weights = _population_spectrum(family, theta)
-    return float(0.5 * (np.sum(weights * (1 - alpha * lam) ** (2 * steps)) + family.noise_var))
+    return spectral_population_loss(lam, weights, family.noise_var, alpha, steps)
+
+
+def spectral_population_loss(lam: np.ndarray, weights: np.ndarray, noise_var: float, alpha: float,
+                             steps: int) -> float:
+    """½ Σ_i w_i (1 − αλ_i)^{2k} + ½s² from Σx's eigenvalues λ_i and w_i = λ_i (UᵀCU)_ii (K = ∞, module doc)."""
+    return float(0.5 * (np.sum(weights * (1 - alpha * lam) ** (2 * steps)) + noise_var))
 
 
 def quadratic_coefficients(family: LinearTaskFamily, theta: np.ndarray) -> tuple[float, float, float]:
@@ -117,12 +123,25 @@ def optimal_step_size(family: LinearTaskFamily, steps: int = 1) -> float:
     if steps == 1:
         return a1 / a2
     if family.infinite_support:
-        return _population_optimal_step(family, theta, steps)
+        return spectral_population_optimal_step(*_population_spectrum(family, theta), steps)
     if family.isotropic_inputs:
-        loss = _IsotropicKStep.of(family.dim, family.support, steps)
-        trace_c, noise = Fraction(float(np.trace(family.task_cov))), Fraction(family.noise_var)
-        return _global_minimiser(lambda a: loss.exact(trace_c, noise, a), 2 * a1 / a2)
+        return isotropic_optimal_step(family.dim, family.support, steps, float(np.trace(family.task_cov)),
+                                      family.noise_var, 2 * a1 / a2)
     return _global_minimiser(lambda a: _anisotropic_loss(family, theta, a, steps), 2 * a1 / a2)
+
+
+def isotropic_post_adaptation_loss(dim: int, support: int, steps: int, trace_c: float, noise_var: float,
+                                   alpha: float) -> float:
+    """The exact k-step loss for Σx = I and finite K from d, K, k, tr C and s² alone (module doc)."""
+    return _IsotropicKStep.of(dim, support, steps).value(trace_c, noise_var, alpha)
+
+
+def isotropic_optimal_step(dim: int, support: int, steps: int, trace_c: float, noise_var: float,
+                           alpha_hi: float) -> float:
+    """α* of the exact k-step loss for Σx = I, finite K: grid on (0, α_hi], then golden sections on exact rationals."""
+    loss = _IsotropicKStep.of(dim, support, steps)
+    exact_c, noise = Fraction(trace_c), Fraction(noise_var)
+    return _global_minimiser(lambda a: loss.exact(exact_c, noise, a), alpha_hi)
 
 
 def best_post_adaptation_loss(family: LinearTaskFamily, steps: int = 1) -> float:
@@ -231,9 +250,8 @@ def _population_spectrum(family: LinearTaskFamily, theta: np.ndarray) -> tuple[n
     return lam, lam * np.einsum("ij,jk,ki->i", u.T, family.error_second_moment(theta), u)
 
 
-def _population_optimal_step(family: LinearTaskFamily, theta: np.ndarray, steps: int) -> float:
-    """The root of Σ_i w_i λ_i (1 − αλ_i)^{2k−1} (decreasing in α) in [1/λ_max, 1/λ_min] over w_i > 0."""
-    lam, weights = _population_spectrum(family, theta)
+def spectral_population_optimal_step(lam: np.ndarray, weights: np.ndarray, steps: int) -> float:
+    """K = ∞: the root of Σ_i w_i λ_i (1 − αλ_i)^{2k−1} (decreasing in α) in [1/λ_max, 1/λ_min] over w_i > 0."""
     keep = weights > 1e-14 * weights.max()
     lam, weights = lam[keep], weights[keep]
     lo, hi = 1 / lam.max(), 1 / lam.min()

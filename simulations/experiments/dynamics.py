@@ -80,6 +80,10 @@ class DynamicsConfig(Threads):
                                       f"{DEFAULTS['starts']})")
     seed: int = option(0, "seed of the subspace, the start's direction, SGD's tasks and depth 2's starts")
 
+    def uses_torch(self) -> bool:
+        """torch runs the depth-2 flows (autograd) and --simulate's SGD; the shallow and ANIL closed forms are numpy."""
+        return self.simulate or self.model == "depth2"
+
     def __post_init__(self):
         super().__post_init__()
         if self.model not in MODELS:

@@ -26,8 +26,9 @@ import numpy as np
 from simulations.experiments.settings import CLASSIFICATION_ALPHA, PAPER
 from simulations.model_names import MODEL_NAMES, parse_models
 from theory import shallow_maml
+from theory import structured_family as structured
 from theory.anil_width import anil_best_post_loss
-from theory.bayes_floor import bayes_optimal_loss
+from theory.bayes_floor import bayes_optimal_loss, spectral_bayes_floor
 from theory.depth2_maml import depth2_best_post_loss
 from theory.ground.errors import (
     DivergenceError,
@@ -38,11 +39,12 @@ from theory.ground.errors import (
     require_real,
     require_seed,
 )
-from theory.ground.memory import require_square_matrices_fit
+from theory.ground.memory import require_square_matrices_fit, require_vectors_fit
 from theory.ground.options import Threads, flags, option, parse_support
 from theory.meta_sgd import meta_sgd_best_post_loss
 from theory.preconditioned_maml import preconditioned_best_post_loss
-from theory.ridge_maml import best_scalar_ridge
+from theory.ridge_maml import ISOTROPIC_MAX_EIGENVALUES, best_scalar_ridge, isotropic_best_scalar_ridge
+from theory.structured_family import StructuredFamily
 from theory.task_family import LinearTaskFamily
 
 if TYPE_CHECKING:
@@ -165,8 +167,13 @@ class ExploreConfig(Threads):
 
     def __post_init__(self):
         super().__post_init__()
-        require_square_matrices_fit("dim", require_int("dim", self.dim, 1))  # before any d × d matrix
+        dim = require_int("dim", self.dim, 1)
+        structured_theory = self.theory_only and not (self.task_cov or self.input_cov)
+        if not structured_theory:  # the simulation (and a covariance file) holds dense d × d matrices
+            require_square_matrices_fit("dim", dim)  # checked before any is made
         self._check_family()
+        if structured_theory:  # theory.structured_family: O(d r) numbers
+            require_vectors_fit("dim", dim, structured.VECTORS + (0 if self.task_spectrum else self.effective_rank))
         require_real("noise_var", self.noise_var, 0.0)
         if self.alpha is not None and not 0 < require_real("alpha", self.alpha) <= 1e3:
             raise ParameterError("alpha", self.alpha, "a finite real number in (0, 1000]")
@@ -228,6 +235,24 @@ class ExploreConfig(Threads):
     def effective_task_var(self) -> float:
         return 1.0 if self.task_var is None else self.task_var
 
+    def uses_torch(self) -> bool:
+        """--theory-only is numpy alone (the depth-2 search's gradient is autograd's, not torch's)."""
+        return not self.theory_only
+
+    def structured(self) -> StructuredFamily | None:
+        """The setting's family in O(d r) numbers (theory.structured_family), or None where a file gives Σw or Σx;
+        the same Σx, Σw and μ as ``family`` (the same seed's draws)."""
+        if self.task_cov or self.input_cov:
+            return None
+        inputs = np.array(self.input_spectrum, float) if self.input_spectrum else None
+        if not self.task_spectrum:
+            return StructuredFamily.subspace(self.dim, self.support, self.query, self.effective_rank, self.noise_var,
+                                             self.mean_norm, self.effective_task_var**0.5, inputs, self.seed)
+        direction = np.random.default_rng(self.seed).standard_normal(self.dim)  # as family() draws μ's
+        return StructuredFamily.diagonal(self.dim, self.support, self.query, np.array(self.task_spectrum, float),
+                                         inputs, self.mean_norm * direction / np.linalg.norm(direction),
+                                         self.noise_var)
+
     def family(self) -> LinearTaskFamily:
         """The LinearTaskFamily of this setting (one object for the closed forms and the samplers)."""
         input_cov = (self._input_matrix if self.input_cov else
@@ -249,11 +274,11 @@ def explore_theory(config: ExploreConfig) -> dict:
     """Closed forms at θ* = μ: pre-adaptation loss, shallow loss at α after k steps, its optimal α and best
     loss, the best preconditioned step, ANIL's and depth-2's best at width h, the Bayes floor; each None where no
     closed form exists, with the reason in "notes" (``closed_forms``, then ``searched_theory``)."""
-    family = config.family()
-    alpha = resolve_alpha(config, family)
+    alpha = resolve_alpha(config, None if config.task == "classification" else theory_family(config))
     if config.task == "classification":
         reason = "no closed form for the logistic loss (the regression theory explains the mechanism)"
         return {"alpha": alpha, **dict.fromkeys(THEORY_KEYS), "notes": dict.fromkeys(THEORY_KEYS, reason)}
+    family = theory_family(config)
     fast, slow = closed_forms(config, family), searched_theory(config, family)
     return joined_theory(fast, slow)
 
@@ -264,55 +289,105 @@ def joined_theory(fast: dict, slow: dict) -> dict:
     return {**values, "notes": {**fast["notes"], **slow["notes"]}}
 
 
-def closed_forms(config: ExploreConfig, family: LinearTaskFamily | None = None) -> dict:
+def theory_family(config: ExploreConfig) -> StructuredFamily | LinearTaskFamily:
+    """The family the closed forms read: the structured one (O(d r) numbers, theory.structured_family) wherever the
+    setting has one (no --task-cov or --input-cov file), else the dense LinearTaskFamily."""
+    return config.structured() or config.family()
+
+
+DENSE_MAX_DIM = 200  # a quantity without an O(d) form (k ≥ 2 steps with Σx ≠ I, ANIL with μ ≠ 0, depth-2's optimum)
+# is computed on the dense family up to this d (its searches multiply d × d matrices, O(d³) an evaluation); above
+# it the quantity is null with this reason in notes, rather than an attempt that runs for hours
+IMPLICIT_DENSE_MAX_DIM = 100  # iMAML's best λ for a non-isotropic Σx: Monte-Carlo of d × d eigendecompositions
+IMPLICIT_DRAWS = 5000  # support-input draws behind iMAML's best scalar λ on a dense family (about 1 s at d = 50)
+IMPLICIT_ISOTROPIC_DRAWS = 20_000  # draws of Ŝ's min(K, d) eigenvalues for Σx = βI (O(K³) each, whatever d)
+
+
+def _too_large(config: ExploreConfig, limit: int, what: str) -> str:
+    return (f"not computed at d = {config.dim}: {what} has no O(d) form here, and on dense d × d matrices it is "
+            f"attempted up to d = {limit} (use a smaller --dim)")
+
+
+def closed_forms(config: ExploreConfig, family: StructuredFamily | LinearTaskFamily | None = None) -> dict:
     """The cheap half of explore_theory (regression): {"alpha", the pre-adaptation loss, the optimal
-    preconditioner's best loss, the shallow loss at α after k steps, α*_k and the best k-step loss, "notes"}."""
-    family = config.family() if family is None else family
+    preconditioner's best loss, Meta-SGD's, the shallow loss at α after k steps, α*_k and the best k-step loss,
+    "notes"}: O(d r²) on a structured family, the stems' dense forms otherwise (or where no O(d) form exists)."""
+    family = theory_family(config) if family is None else family
     alpha = resolve_alpha(config, family)
-    theta = shallow_maml.maml_optimal_init(family)
-    quantities = {
-        "pre_adaptation_loss": lambda: shallow_maml.pre_adaptation_loss(family, theta),
-        "preconditioned_best_post_loss": lambda: preconditioned_best_post_loss(family),
-        "meta_sgd_best_post_loss": lambda: meta_sgd_best_post_loss(family),
-        "shallow_post_loss": lambda: shallow_maml.post_adaptation_loss(family, theta, alpha, config.steps),
-        "shallow_optimal_alpha": lambda: shallow_maml.optimal_step_size(family, config.steps),
-        "shallow_best_post_loss": lambda: shallow_maml.best_post_adaptation_loss(family, config.steps),
-    }
+    if isinstance(family, StructuredFamily):
+        quantities = {
+            "pre_adaptation_loss": lambda: structured.pre_adaptation_loss(family),
+            "preconditioned_best_post_loss": lambda: structured.preconditioned_best_post_loss(family),
+            "meta_sgd_best_post_loss": lambda: structured.meta_sgd_best_post_loss(family),
+            "shallow_post_loss": lambda: structured.post_adaptation_loss(family, alpha, config.steps),
+            "shallow_optimal_alpha": lambda: structured.optimal_step_size(family, config.steps),
+            "shallow_best_post_loss": lambda: structured.best_post_adaptation_loss(family, config.steps),
+        }
+    else:
+        theta = shallow_maml.maml_optimal_init(family)
+        quantities = {
+            "pre_adaptation_loss": lambda: shallow_maml.pre_adaptation_loss(family, theta),
+            "preconditioned_best_post_loss": lambda: preconditioned_best_post_loss(family),
+            "meta_sgd_best_post_loss": lambda: meta_sgd_best_post_loss(family),
+            "shallow_post_loss": lambda: shallow_maml.post_adaptation_loss(family, theta, alpha, config.steps),
+            "shallow_optimal_alpha": lambda: shallow_maml.optimal_step_size(family, config.steps),
+            "shallow_best_post_loss": lambda: shallow_maml.best_post_adaptation_loss(family, config.steps),
+        }
     out, notes = {"alpha": alpha}, {}
     for key, compute in quantities.items():
         try:
             out[key] = float(compute())
         except NoClosedForm as err:
-            out[key], notes[key] = None, str(err)
+            if not isinstance(family, StructuredFamily):
+                out[key], notes[key] = None, str(err)
+            elif config.dim > DENSE_MAX_DIM:
+                out[key], notes[key] = None, f"{err}; " + _too_large(config, DENSE_MAX_DIM, "this quantity")
+            else:  # the dense forms (theory.wishart_words) at a d whose matrices are cheap
+                dense = closed_forms(config, config.family())
+                out[key] = dense[key]
+                if key in dense["notes"]:
+                    notes[key] = dense["notes"][key]
     return {**out, "notes": notes}
 
 
-def searched_theory(config: ExploreConfig, family: LinearTaskFamily | None = None) -> dict:
+def searched_theory(config: ExploreConfig, family: StructuredFamily | LinearTaskFamily | None = None) -> dict:
     """The costly half of explore_theory (regression): ANIL's and depth-2 MAML's best at width h (numerical
-    searches where no closed form exists; the depth-2 one imports torch) and the Bayes floor (exact, by
-    quadrature, or Monte-Carlo with its 95% interval), with "notes" saying which."""
-    family = config.family() if family is None else family
+    searches where no closed form exists), the Bayes floor (exact, by quadrature, or Monte-Carlo with its 95%
+    interval) and iMAML's best scalar λ, with "notes" saying which."""
+    family = theory_family(config) if family is None else family
     notes = {}
     out = _deep_theory(config, family, resolve_alpha(config, family), notes)
-    floor = bayes_optimal_loss(family, seed=config.seed)
+    if isinstance(family, StructuredFamily):
+        floor = spectral_bayes_floor(family.whitened_spectrum, family.support, family.noise_var, seed=config.seed)
+    else:
+        floor = bayes_optimal_loss(family, seed=config.seed)
     out.update(bayes_optimal_loss=floor.value, bayes_optimal_loss_ci95=floor.ci95,
                bayes_optimal_loss_method=floor.method)
     notes["bayes_optimal_loss"] = floor.note
-    out.update(_implicit_theory(family, config.seed, notes))
+    out.update(_implicit_theory(config, family, notes))
     return {**out, "notes": notes}
 
 
-IMPLICIT_DRAWS = 5000  # support-input draws behind iMAML's best scalar λ (about 1 s at d = 50)
-
-
-def _implicit_theory(family: LinearTaskFamily, seed: int, notes: dict) -> dict:
-    """iMAML with its best scalar λ (theory.ridge_maml: numerical over a Monte-Carlo exact given the support inputs),
-    with its 95% interval; null at K = ∞, where λ → 0 gives ½s² (nothing to estimate)."""
+def _implicit_theory(config: ExploreConfig, family: StructuredFamily | LinearTaskFamily, notes: dict) -> dict:
+    """iMAML with its best scalar λ (theory.ridge_maml: numerical over a Monte-Carlo exact given the support inputs,
+    over Ŝ's eigenvalues alone where Σx = βI), with its 95% interval; null at K = ∞, where λ → 0 gives ½s²."""
     keys = ("implicit_best_post_loss", "implicit_best_post_loss_ci95", "implicit_best_lambda")
     if family.infinite_support:
         notes["implicit_best_post_loss"] = "K = ∞: λ → 0 gives ½s², the population minimum (nothing to estimate)"
         return dict.fromkeys(keys)
-    best = best_scalar_ridge(family, seed=seed, draws=IMPLICIT_DRAWS)
+    if isinstance(family, StructuredFamily):
+        b = family.input_diag
+        if np.all(np.abs(b - b[0]) <= 1e-12 * b[0]) and min(family.support, family.dim) <= ISOTROPIC_MAX_EIGENVALUES:
+            best = isotropic_best_scalar_ridge(family.dim, family.support, family.trace(0), family.noise_var,
+                                               float(b[0]), seed=config.seed, draws=IMPLICIT_ISOTROPIC_DRAWS)
+            notes["implicit_best_post_loss"] = f"{best.method}: {best.note}"
+            return dict(zip(keys, (best.value, best.ci95, best.lam)))
+        if config.dim > IMPLICIT_DENSE_MAX_DIM:
+            notes["implicit_best_post_loss"] = _too_large(config, IMPLICIT_DENSE_MAX_DIM, "iMAML's best λ for a "
+                                                          "non-isotropic Σx (Monte-Carlo over d × d support moments)")
+            return dict.fromkeys(keys)
+        family = config.family()
+    best = best_scalar_ridge(family, seed=config.seed, draws=IMPLICIT_DRAWS)
     notes["implicit_best_post_loss"] = f"{best.method}: {best.note}"
     return dict(zip(keys, (best.value, best.ci95, best.lam)))
 
@@ -322,21 +397,38 @@ DEPTH2_MAX_PARAMETERS = 200  # … when h(d + 1) is at most this; above it ANIL'
 # where w2 = 0 at ANIL's optimum is the known minimiser's form) or the search is skipped (μ ≠ 0), said in notes
 
 
-def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, notes: dict) -> dict:
+def _deep_theory(config: ExploreConfig, family: StructuredFamily | LinearTaskFamily, alpha: float,
+                 notes: dict) -> dict:
     """Depth 2 at --width h: ANIL's best (closed form when θ = μ is reachable, else numerical) and full MAML's
     best over (W1, w2) of the exact loss at --alpha (numerical, started from ANIL's optimum with w2 = v₀)."""
     if family.infinite_support:
         reason = "K = ∞: the depth-2 and ANIL optima are not evaluated in the population limit here"
         notes.update(anil_best_post_loss=reason, depth2_best_post_loss=reason)
         return {"anil_best_post_loss": None, "depth2_best_post_loss": None}
-    if not np.any(family.task_cov):  # Σw = 0: every task is μ, so θ = μ with no step is optimal for every model
-        best = float(shallow_maml.pre_adaptation_loss(family, family.task_mean))
+    structured_family = isinstance(family, StructuredFamily)
+    if (structured_family and family.whitened_spectrum.size == 0) or (not structured_family
+                                                                       and not np.any(family.task_cov)):
+        # Σw = 0: every task is μ, so θ = μ with no step is optimal for every model
+        best = structured.pre_adaptation_loss(family) if structured_family else \
+            float(shallow_maml.pre_adaptation_loss(family, family.task_mean))
         notes.update(dict.fromkeys(("anil_best_post_loss", "depth2_best_post_loss"), "exact: Σw = 0, every task is "
                                    "μ, so no step lowers the loss: the best is the pre-adaptation loss ½s²"))
         return {"anil_best_post_loss": best, "depth2_best_post_loss": best}
+    d, h = family.dim, config.width
+    if structured_family and d > DENSE_MAX_DIM:
+        notes["depth2_best_post_loss"] = _too_large(config, DENSE_MAX_DIM, f"depth-2 MAML's optimum (a numerical "
+                                                    f"search over h(d + 1) = {h * (d + 1)} weights)")
+        if np.any(family.task_mean != 0):
+            notes["anil_best_post_loss"] = _too_large(config, DENSE_MAX_DIM, "ANIL's optimum with μ ≠ 0 (a numerical "
+                                                      "search: θ = Wᵀv₀ and P = WᵀW are coupled)")
+            return {"anil_best_post_loss": None, "depth2_best_post_loss": None}
+        notes["anil_best_post_loss"] = (f"width {h}: closed form (μ = 0: θ = μ in the row space of W; αWᵀW keeps "
+                                        "the top-h eigenvalues of Σx^½ΣwΣx^½)")
+        return {"anil_best_post_loss": structured.rank_limited_best_post_loss(family, h),
+                "depth2_best_post_loss": None}
+    family = config.family() if structured_family else family  # d ≤ DENSE_MAX_DIM: the searches' dense family
     anil = anil_best_post_loss(family, config.width, alpha, seed=config.seed)
     notes["anil_best_post_loss"] = f"width {config.width}: {anil.method}" + (f"; {anil.note}" if anil.note else "")
-    d, h = family.dim, config.width
     small = h * (d + 1) <= DEPTH2_MAX_PARAMETERS
     if not small and np.any(family.task_mean != 0):
         notes["depth2_best_post_loss"] = (f"not computed: a numerical search over h(d + 1) = {h * (d + 1)} weights "
@@ -344,7 +436,7 @@ def _deep_theory(config: ExploreConfig, family: LinearTaskFamily, alpha: float, 
                                           "use a smaller --width or --dim)")
         return {"anil_best_post_loss": float(anil.value), "depth2_best_post_loss": None}
     value, _, _, method = depth2_best_post_loss(family, h, alpha, restarts=DEPTH2_RANDOM_STARTS if small else 0,
-                                                seed=config.seed, starts=[(anil.w, anil.v0)])
+                                                seed=config.seed, starts=[(anil.w, anil.v0)], gradient="autograd")
     notes["depth2_best_post_loss"] = (f"width {h}, α = {alpha:.4g}: {method}, including ANIL's optimum "
                                       "(an upper bound on the minimum)")
     return {"anil_best_post_loss": float(anil.value), "depth2_best_post_loss": float(value)}
@@ -355,11 +447,15 @@ THEORY_KEYS = ("pre_adaptation_loss", "preconditioned_best_post_loss", "meta_sgd
                "bayes_optimal_loss", "implicit_best_post_loss")
 
 
-def resolve_alpha(config: ExploreConfig, family: LinearTaskFamily) -> float:
+def resolve_alpha(config: ExploreConfig, family: StructuredFamily | LinearTaskFamily) -> float:
     """The inner step: the user's α, else the shallow optimum α* = a₁/a₂ (regression) or 0.5."""
     if config.alpha is not None:
         return config.alpha
-    return shallow_maml.optimal_step_size(family, 1) if config.task == "regression" else CLASSIFICATION_ALPHA
+    if config.task != "regression":
+        return CLASSIFICATION_ALPHA
+    if isinstance(family, StructuredFamily):
+        return structured.optimal_step_size(family, 1)
+    return shallow_maml.optimal_step_size(family, 1)
 
 
 def zoo_spec(config: ExploreConfig) -> ZooSpec:
@@ -439,8 +535,10 @@ def format_report(report: dict) -> str:
     """The text report: the setting, the closed forms (regression), the meta-trained models."""
     t, c = report["theory"], report["config"]
 
-    def num(x):
-        return "n/a (only simulation answers)" if x is None else f"{x:.4f}"
+    def num(x, key=None):  # a null theory value shows its reason (notes), "only simulation answers" by default
+        if x is None:
+            return f"n/a ({t.get('notes', {}).get(key) or 'only simulation answers'})"
+        return f"{x:.4f}"
 
     lines = [f"Setting: {c['task']}, d={c['dim']}, K={c['support']}, Q={c['query']}, {_task_text(c)}, "
              f"s²={c['noise_var']}, α={t['alpha']:.4g}, k={c['steps']}"]
@@ -478,17 +576,17 @@ def _spectrum_text(values) -> str:
 
 
 def _theory_lines(t: dict, num, width: int) -> list[str]:
-    lines = ["Theory (at the MAML-optimal initialisation θ* = μ):",
-             f"  pre-adaptation loss                  {num(t['pre_adaptation_loss'])}",
-             f"  shallow post-adaptation loss at α    {num(t['shallow_post_loss'])}",
-             f"  shallow optimal α*                   {num(t['shallow_optimal_alpha'])}",
-             f"  shallow best post-adaptation loss    {num(t['shallow_best_post_loss'])}",
-             f"  optimal preconditioner, best loss    {num(t['preconditioned_best_post_loss'])}",
-             f"  Meta-SGD (best diagonal), best loss  {num(t['meta_sgd_best_post_loss'])}",
-             f"  {'ANIL at width ' + str(width) + ', best loss':37s}{num(t['anil_best_post_loss'])}",
-             f"  {'depth-2 MAML at width ' + str(width) + ', best loss':37s}{num(t['depth2_best_post_loss'])}",
-             f"  iMAML, best scalar λ                 {_implicit_text(t)}",
-             f"  Bayes floor (posterior mean)         {_bayes_text(t)}"]
+    rows = [("pre-adaptation loss", "pre_adaptation_loss"), ("shallow post-adaptation loss at α", "shallow_post_loss"),
+            ("shallow optimal α*", "shallow_optimal_alpha"),
+            ("shallow best post-adaptation loss", "shallow_best_post_loss"),
+            ("optimal preconditioner, best loss", "preconditioned_best_post_loss"),
+            ("Meta-SGD (best diagonal), best loss", "meta_sgd_best_post_loss"),
+            (f"ANIL at width {width}, best loss", "anil_best_post_loss"),
+            (f"depth-2 MAML at width {width}, best loss", "depth2_best_post_loss")]
+    lines = ["Theory (at the MAML-optimal initialisation θ* = μ):"]
+    lines += [f"  {label:37s}{num(t[key], key)}" for label, key in rows]
+    lines += [f"  {'iMAML, best scalar λ':37s}{_implicit_text(t)}",
+              f"  {'Bayes floor (posterior mean)':37s}{_bayes_text(t)}"]
     if t["shallow_post_loss"] is not None and t["shallow_post_loss"] > t["pre_adaptation_loss"]:
         lines.append("  note: at this α the shallow inner loop raises the expected loss above its pre-adaptation value")
     return lines

@@ -54,6 +54,10 @@ class InContextConfig(Threads):
                                           f"{QUERIES} queries each)", only_with="simulate")
     seed: int = option(0, "seed of the trained layers and their prompts")
 
+    def uses_torch(self) -> bool:
+        """Only --simulate trains layers in torch; the closed forms are numpy."""
+        return self.simulate
+
     def __post_init__(self):
         super().__post_init__()
         require_int("dim", self.dim, 1, 200)

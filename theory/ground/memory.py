@@ -46,3 +46,16 @@ def require_square_matrices_fit(parameter: str, dim: int, matrices: int = MATRIC
                                              f"{_size(needed)} ({matrices} dense d × d float64 matrices), "
                                              f"{_size(available)} is available here (at most d ≈ {largest})")
     return dim
+
+
+def require_vectors_fit(parameter: str, dim: int, vectors: int) -> int:
+    """``dim``, or ParameterError naming ``parameter`` when ``vectors`` float64 vectors of length ``dim`` (the
+    structured families' storage, theory.structured_family) would not fit in the memory available now."""
+    available = available_bytes()
+    needed = vectors * 8.0 * float(dim)
+    if available is not None and needed > available:
+        raise ParameterError(parameter, dim, f"a d whose length-d vectors fit in memory: d = {dim} needs about "
+                                             f"{_size(needed)} ({vectors} float64 vectors of length d), "
+                                             f"{_size(available)} is available here (at most d ≈ "
+                                             f"{int(available / (8.0 * vectors))})")
+    return dim

@@ -202,6 +202,9 @@ def refuse_ignored(config, given: set[str]) -> None:
     """UsageError if an option in ``given`` means nothing in the mode ``config`` is in (declared with
     ``only_with``/``not_with``): accepted, it would be ignored without a word."""
     by_name = {f.name: f for f in dataclasses.fields(config)}
+    if isinstance(config, Threads) and "--threads" in given and not config.uses_torch():
+        raise UsageError("argument --threads: nothing in this run uses torch (the closed forms are numpy), so "
+                         "nothing reads this option")
     for f in dataclasses.fields(config):
         if flag_of(f) not in given:
             continue
@@ -224,6 +227,11 @@ class Threads:
 
     def __post_init__(self):
         require_int("threads", self.threads, 1, 2**31 - 1)
+
+    def uses_torch(self) -> bool:
+        """Whether this run uses torch (paper_repro.py imports it only then); a mode that does not overrides it, and
+        --threads given in it is refused (``refuse_ignored``)."""
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
