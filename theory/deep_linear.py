@@ -17,9 +17,9 @@ Layers are listed bottom first: ``layers[0]`` is W_1 of shape (h_1, in).
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
 
 from theory.ground.errors import ParameterError, require_int
+from theory.ground.lazy import sp
 from theory.task_family import LinearTaskFamily
 
 ADAPT_CHOICES = ("all", "head", "bottom")

@@ -23,10 +23,12 @@ when C is invertible, the population Newton step) and L* = ½ s².
 """
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
-import sympy as sp
 
 from theory.ground.errors import ParameterError, require_real
+from theory.ground.lazy import sp
 from theory.task_family import LinearTaskFamily
 from theory.wishart_moments import inverse_support, sample_moment_sandwich
 
@@ -81,7 +83,16 @@ def preconditioned_best_post_loss(family: LinearTaskFamily) -> float:
     return 0.5 * (np.trace(s @ c) - gain + family.noise_var)
 
 
-GAIN_SYMBOLS = sp.symbols("d K r sigma_w^2 s^2", positive=True)
+@cache
+def gain_symbols() -> tuple:
+    """(d, K, r, σ_w², s²) as positive sympy symbols: ``GAIN_SYMBOLS``, made on first use (theory.ground.lazy)."""
+    return sp.symbols("d K r sigma_w^2 s^2", positive=True)
+
+
+def __getattr__(name: str):
+    if name == "GAIN_SYMBOLS":
+        return gain_symbols()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def isotropic_gain_symbolic() -> dict[str, sp.Expr]:
@@ -90,7 +101,7 @@ def isotropic_gain_symbolic() -> dict[str, sp.Expr]:
     Keys: 'pre' (loss at θ = μ before adapting), 'shallow' (best scalar step, shallow_maml),
     'preconditioned' (optimal P), 'ratio' (shallow / preconditioned, ≥ 1, = 1 when r = d).
     """
-    d, k, r, v, s2 = GAIN_SYMBOLS
+    d, k, r, v, s2 = gain_symbols()
     big_r = r * v  # tr Σw
     c = (k + d + 1) / k
     shallow = sp.Rational(1, 2) * (big_r - big_r**2 / (c * big_r + s2 * d / k)) + s2 / 2
@@ -103,7 +114,7 @@ def isotropic_gain_symbolic() -> dict[str, sp.Expr]:
 def preconditioner_gain(dim: int, support: int | float, rank: int, noise_var: float = 0.0,
                         task_var: float = 1.0) -> float:
     """Best-scalar-step loss / optimal-preconditioner loss for Σx = I (isotropic_gain_symbolic; K = ∞ as a limit)."""
-    d, k, r, v, s2 = GAIN_SYMBOLS
+    d, k, r, v, s2 = gain_symbols()
     ratio = isotropic_gain_symbolic()["ratio"].subs({d: dim, r: rank, v: task_var, s2: noise_var})
     if inverse_support(support) == 0:
         return float(sp.limit(ratio, k, sp.oo))

@@ -34,12 +34,12 @@ from functools import cache, lru_cache
 from math import comb
 
 import numpy as np
-import sympy as sp
 
 from theory.ground.errors import require_int, require_real
+from theory.ground.lazy import sp
 from theory.preconditioned_maml import preconditioned_best_post_loss, preconditioned_post_adaptation_loss
 from theory.task_family import LinearTaskFamily
-from theory.wishart_moments import K_sym, d_sym, inverse_support, isotropic_polynomial_trace, wishart_trace_moments
+from theory.wishart_moments import dimension_symbols, inverse_support, isotropic_polynomial_trace, wishart_trace_moments
 from theory.wishart_words import anisotropic_post_adaptation_loss
 
 GRID = 64  # step sizes tried on (0, α_hi] before the golden-section refinement of the best one
@@ -177,8 +177,9 @@ def _isotropic_k_step_expression(steps: int) -> sp.Expr:
     contraction = sp.Poly((1 - alpha * lam) ** (2 * steps), lam)
     b = sum((1 - alpha * lam) ** j for j in range(steps))
     noise_poly = sp.Poly(sp.expand(b**2 * lam), lam)
+    d_sym, k_sym = dimension_symbols()
     signal = isotropic_polynomial_trace(contraction) / d_sym * big_r
-    noise = alpha**2 * s2 / K_sym * isotropic_polynomial_trace(noise_poly)
+    noise = alpha**2 * s2 / k_sym * isotropic_polynomial_trace(noise_poly)
     return sp.Rational(1, 2) * (signal + noise + s2)
 
 

@@ -220,7 +220,8 @@ def meta_sgd_best_post_loss(family: StructuredFamily) -> float:
     a = b * moment + family.noise_var * inv * b**2
     target = b**2 * c
     kept = a > 1e-12 * max(float(a.max(initial=0.0)), 1e-300)  # the least-norm p: A's null entries drop out
-    return 0.5 * (family.trace(1) - float(np.sum(target[kept] ** 2 / a[kept])) + family.noise_var)
+    value = 0.5 * (family.trace(1) - float(np.sum(target[kept] ** 2 / a[kept])) + family.noise_var)
+    return max(value, 0.5 * family.noise_var)  # L ≥ ½s²: a value below it is the rounding of an exact ½s²
 
 
 def _require_isotropic(family: StructuredFamily, steps: int) -> None:

@@ -27,11 +27,21 @@ from fractions import Fraction
 from functools import cache, lru_cache
 
 import numpy as np
-import sympy as sp
 
 from theory.ground.errors import ParameterError, require_int
+from theory.ground.lazy import is_symbolic, sp
 
-d_sym, K_sym = sp.symbols("d K", positive=True, integer=True)
+
+@cache
+def dimension_symbols() -> tuple:
+    """(d, K) as sympy symbols (positive integers): ``d_sym`` and ``K_sym``, made on first use."""
+    return sp.symbols("d K", positive=True, integer=True)
+
+
+def __getattr__(name: str):  # d_sym and K_sym without importing sympy at import time (theory.ground.lazy)
+    if name in ("d_sym", "K_sym"):
+        return dimension_symbols()[name == "K_sym"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def inverse_support(support: int | float) -> float:
@@ -119,15 +129,17 @@ def _integer_moments(dim: int, support: int) -> _MixedMoments:
     return _MixedMoments(dim, support)
 
 
-def mixed_trace_moment(parts, dim=d_sym, support=K_sym):
+def mixed_trace_moment(parts, dim=None, support=None):
     """E Π_r tr(W^{l_r}) for W = XᵀX, X (K, d) iid N(0, 1) (Deitmar's recursion, module doc).
 
-    Integer ``dim`` and ``support``: an exact Python int. Symbols (the default d, K): an expanded
+    Integer ``dim`` and ``support``: an exact Python int. Symbols (None: the symbols d, K): an expanded
     sympy polynomial in them.
     """
     parts = tuple(require_int("parts", p, 0) for p in parts)
-    if isinstance(dim, sp.Basic) or isinstance(support, sp.Basic):
-        gens = (d_sym, K_sym)
+    gens = dimension_symbols() if dim is None or support is None else None
+    dim, support = (gens[0] if dim is None else dim), (gens[1] if support is None else support)
+    if is_symbolic(dim) or is_symbolic(support):
+        gens = dimension_symbols()
         value = _symbolic_moments()(parts) if (dim, support) == gens else _MixedMoments(
             sp.Poly(dim, *gens), sp.Poly(support, *gens))(parts)
         return sp.expand(value.as_expr() if isinstance(value, sp.Poly) else sp.Integer(value))
@@ -136,19 +148,20 @@ def mixed_trace_moment(parts, dim=d_sym, support=K_sym):
 
 @cache
 def _symbolic_moments() -> _MixedMoments:
-    return _MixedMoments(sp.Poly(d_sym, d_sym, K_sym), sp.Poly(K_sym, d_sym, K_sym))
+    d_sym, k_sym = dimension_symbols()
+    return _MixedMoments(sp.Poly(d_sym, d_sym, k_sym), sp.Poly(k_sym, d_sym, k_sym))
 
 
 @cache
 def wishart_trace_moment(m: int) -> sp.Expr:
     """E tr((XᵀX)^m) for X (K, d) with iid N(0, 1) entries, as a polynomial in d and K (recursion)."""
     m = require_int("m", m, 0)
-    return d_sym if m == 0 else mixed_trace_moment((m,))
+    return dimension_symbols()[0] if m == 0 else mixed_trace_moment((m,))
 
 
 def isotropic_trace_moment(m: int) -> sp.Expr:
     """E tr(Ŝ^m) for Σ = I, Ŝ = XᵀX/K: wishart_trace_moment(m) / K^m (a rational function of d, K)."""
-    return sp.simplify(wishart_trace_moment(m) / K_sym ** m)
+    return sp.simplify(wishart_trace_moment(m) / dimension_symbols()[1] ** m)
 
 
 def isotropic_polynomial_trace(poly: sp.Poly) -> sp.Expr:

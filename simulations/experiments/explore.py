@@ -173,7 +173,8 @@ class ExploreConfig(Threads):
             require_square_matrices_fit("dim", dim)  # checked before any is made
         self._check_family()
         if structured_theory:  # theory.structured_family: O(d r) numbers
-            require_vectors_fit("dim", dim, structured.VECTORS + (0 if self.task_spectrum else self.effective_rank))
+            rank = 0 if self.task_spectrum or self.effective_rank == dim else self.effective_rank  # U (d, r); r = d: I
+            require_vectors_fit("dim", dim, structured.VECTORS + rank)
         require_real("noise_var", self.noise_var, 0.0)
         if self.alpha is not None and not 0 < require_real("alpha", self.alpha) <= 1e3:
             raise ParameterError("alpha", self.alpha, "a finite real number in (0, 1000]")
@@ -596,8 +597,9 @@ def _implicit_text(t: dict) -> str:
     """iMAML's best scalar-λ loss with its interval and λ (numerical, Monte-Carlo exact given X), or why null."""
     if t.get("implicit_best_post_loss") is None:
         return f"n/a ({t['notes'].get('implicit_best_post_loss', 'classification')})"
+    over = "Ŝ's eigenvalues (Σx = βI)" if "eigenvalues" in t["notes"]["implicit_best_post_loss"] else "support inputs"
     return (f"{t['implicit_best_post_loss']:.4f} ± {t['implicit_best_post_loss_ci95']:.4f} at λ = "
-            f"{t['implicit_best_lambda']:.4g} (numerical; Monte-Carlo over support inputs, exact given them)")
+            f"{t['implicit_best_lambda']:.4g} (numerical; Monte-Carlo over {over}, exact given them)")
 
 
 def _bayes_text(t: dict) -> str:
