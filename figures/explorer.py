@@ -195,10 +195,19 @@ def _(config, get_dynamics, html, mo, plt, xd):
 
 
 @app.cell
-def _(mo):
-    mo.md("## 4. The adaptation rules side by side\n"
-          "Not here yet: it waits for the toolkit's theory of the other adaptation rules (Meta-SGD, iMAML, "
-          "linear attention; issue 18) and comes with it.")
+def _(config, mo, plt, theory, xp):
+    _head = mo.md("## 4. The adaptation rules side by side\nEach rule at its best for this setting (figure 11's "
+                  "axis at one point): plain steps, a meta-learned step per parameter (Meta-SGD), a ridge inner "
+                  "problem (iMAML), ANIL and depth-2 MAML at width h, the optimal preconditioner, and the Bayes floor "
+                  "no rule that sees K points can beat. In-context learning by linear attention reaches P*'s loss "
+                  "when its prompt length is the training one (`paper_repro.py in-context`).")
+    if config is None or theory is None:
+        _body = mo.md("")
+    else:
+        _fig = xp.rules_figure(theory, config.steps, config.width)
+        _body = mo.as_html(_fig)
+        plt.close(_fig)
+    mo.vstack([_head, _body])
     return
 
 

@@ -8,8 +8,8 @@ explore's own (simulations.experiments.explore, the same functions ``paper_repro
   optimal preconditioner) and the shallow loss curves against α for 1 and k steps; milliseconds at the defaults,
   so they follow every move of a control;
 * ``Searches``: ANIL's and depth-2 MAML's best at width h and the Bayes floor (``searched_theory``: numerical
-  searches, Monte-Carlo), computed once per setting in a separate process (the depth-2 search imports torch;
-  the app's process never does) and cached; the app shows them as pending until they arrive.
+  searches, Monte-Carlo), computed once per setting in a separate process (neither imports torch: the
+  depth-2 search differentiates with autograd) and cached; the app shows them as pending until they arrive.
 
 Bad input (a rank above d) is the command line's own one-line error (``error_line``).
 """
@@ -210,7 +210,7 @@ JOBS = {"searched": ("simulations.experiments.explore", "searched_theory"),  # w
 
 def search_child(job: str = "searched") -> None:
     """The child process of Searches: a pickled ExploreConfig on stdin, ("ok", JOBS[job](config)) or ("error", its
-    text) pickled on stdout; torch, which the depth-2 search imports, lives here."""
+    text) pickled on stdout; the searches' imports (scipy's optimisers, autograd) and time live here."""
     config = pickle.load(sys.stdin.buffer)
     module, name = JOBS[job]
     try:
@@ -224,7 +224,7 @@ class Searches:
     """searched_theory (or another of JOBS) per setting, one at a time in a child process (``search_child``), cached.
 
     ``get(config)`` returns the finished dict or None (pending: started now, or still running); asking for another
-    setting stops the running search (its result would be stale). The child has one torch thread, as explore's
+    setting stops the running search (its result would be stale). The child has one BLAS thread, as explore's
     default ``--threads 1``.
     """
 
@@ -258,7 +258,7 @@ class Searches:
         return result
 
     def _start(self, config: ExploreConfig) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # read by torch when the child imports it
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one BLAS thread in the child
         code = f"import figures.explorer_compute as m; m.search_child({self.job!r})"
         process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

@@ -2,9 +2,10 @@
 
 Panel 1: the shallow post-adaptation loss against α for 1 and k inner steps (α*_k marked), beside the levels that
 do not depend on α (pre-adaptation loss, optimal preconditioner, ANIL at width h, Bayes floor) and depth-2 MAML's
-best at the setting's α; panel 2: figure 6's phase diagram with the setting marked; the table of numbers with how
-each was obtained, as ``explore --json`` labels them. ``snapshot_html`` writes all of it, numbers as text and
-plots as inline PNG, into one self-contained page (``paper_repro.py app --export``).
+best at the setting's α; panel 2: figure 6's phase diagram with the setting marked; panel 4: the best loss of every
+adaptation rule at the setting (plain steps, Meta-SGD, iMAML, ANIL, depth 2, P*, the Bayes floor); the table of
+numbers with how each was obtained, as ``explore --json`` labels them. ``snapshot_html`` writes all of it, numbers
+as text and plots as inline PNG, into one self-contained page (``paper_repro.py app --export``).
 """
 from __future__ import annotations
 
@@ -24,10 +25,22 @@ ROWS = [  # (key of explore --json's "theory", label)
     ("shallow_optimal_alpha", "shallow optimal α*_k"),
     ("shallow_best_post_loss", "shallow best post-adaptation loss"),
     ("preconditioned_best_post_loss", "optimal preconditioner, best loss"),
+    ("meta_sgd_best_post_loss", "Meta-SGD (best per-parameter steps), best loss"),
     ("anil_best_post_loss", "ANIL at width h, best loss"),
     ("depth2_best_post_loss", "depth-2 MAML at width h and α, best loss"),
+    ("implicit_best_post_loss", "iMAML (best scalar λ), best loss"),
     ("bayes_optimal_loss", "Bayes floor (posterior mean)"),
 ]
+RULES = [  # (key, label, colour): panel 4's bars, one per adaptation rule, at the rule's best
+    ("shallow_best_post_loss", "{k} plain step(s), best α", "tab:blue"),
+    ("meta_sgd_best_post_loss", "Meta-SGD: a step per parameter", "tab:cyan"),
+    ("implicit_best_post_loss", "iMAML: ridge, best scalar λ", "tab:olive"),
+    ("anil_best_post_loss", "ANIL, width {h}", "tab:purple"),
+    ("depth2_best_post_loss", "depth-2 MAML, width {h}, at α", "tab:red"),
+    ("preconditioned_best_post_loss", "optimal preconditioner P*", "tab:green"),
+    ("bayes_optimal_loss", "Bayes floor (any rule)", "black"),
+]
+INTERVALS = {"implicit_best_post_loss": "implicit_best_post_loss_ci95", "bayes_optimal_loss": "bayes_optimal_loss_ci95"}
 LEVELS = [  # (key, label, colour, line style): panel 1's horizontal lines
     ("pre_adaptation_loss", "pre-adaptation", "0.35", ":"),
     ("preconditioned_best_post_loss", "optimal preconditioner", "tab:green", "--"),
@@ -43,8 +56,10 @@ def value_text(theory: dict, key: str) -> str:
         note = theory["notes"].get(key, "")
         return "pending…" if note.startswith("pending") else "n/a"
     text = f"{value:.6f}"
-    if key == "bayes_optimal_loss" and theory.get("bayes_optimal_loss_ci95"):
-        text += f" ± {theory['bayes_optimal_loss_ci95']:.6f}"
+    if theory.get(INTERVALS.get(key, "")):  # a Monte-Carlo value: its 95% interval
+        text += f" ± {theory[INTERVALS[key]]:.6f}"
+    if key == "implicit_best_post_loss" and theory.get("implicit_best_lambda") is not None:
+        text += f" at λ = {theory['implicit_best_lambda']:.4g}"
     return text
 
 
@@ -99,6 +114,32 @@ def loss_figure(panel: dict, theory: dict):
     return fig
 
 
+def rules_figure(theory: dict, steps: int, width: int):
+    """Panel 4: the best loss of each adaptation rule at this setting (figure 11's axis at one point), as bars from
+    the pre-adaptation loss (dotted), each labelled with how it was obtained; Monte-Carlo values carry their 95%
+    interval; a rule without a value says why (pending, or n/a)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    labels = [label.format(k=steps, h=width) for _, label, _ in RULES]
+    for row, (key, _, colour) in enumerate(RULES):
+        value = theory.get(key)
+        if value is None:
+            ax.text(0, row, "  " + value_text(theory, key), va="center", fontsize=8, color="0.4")
+            continue
+        half = theory.get(INTERVALS.get(key, "")) or None
+        ax.barh(row, value, color=colour, alpha=0.8, xerr=half, capsize=3 if half else 0)
+        ax.text(value, row, f" {value:.4f} ({ex.method(theory, key)})", va="center", fontsize=8)
+    pre = theory.get("pre_adaptation_loss")
+    if pre is not None:
+        ax.axvline(pre, color="0.35", linestyle=":", linewidth=1.2, label=f"pre-adaptation loss {pre:.4f}")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_yticks(range(len(RULES)), labels, fontsize=8)
+    ax.invert_yaxis()  # the plain step on top, the floor at the bottom
+    ax.set(xlim=(0, 1.45 * pre if pre else 1.0), xlabel="expected post-adaptation loss at the rule's best (lower is "
+           "better)", title="Adaptation rules at this setting (θ* = μ)")
+    fig.tight_layout()
+    return fig
+
+
 def phase_figure(grid: dict, point: dict):
     """Panel 2: figure 6's best shallow post/pre ratio over (d/K, r/d), the setting marked."""
     fig, ax = plt.subplots(figsize=(5.4, 4.0))
@@ -133,7 +174,7 @@ def snapshot_html(controls: ex.Controls, searches: ex.Searches, timeout: float =
     grid = ex.phase_grid(config.support, config.noise_var / config.effective_task_var) \
         if not np.isinf(config.support) else None
     command = ex.shell_command(controls)
-    images = [png_base64(loss_figure(panel, theory))]
+    images = [png_base64(loss_figure(panel, theory)), png_base64(rules_figure(theory, config.steps, config.width))]
     if grid is not None:
         images.append(png_base64(phase_figure(grid, point)))
     pictures = "".join(f"<img alt='panel' src='data:image/png;base64,{b}' style='max-width:48%'>" for b in images)

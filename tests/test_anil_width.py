@@ -149,3 +149,16 @@ def test_bad_input_names_the_parameter(call, parameter):
 def test_verify_checks_pass_at_small_scale(check):
     result = check(MIN_SCALE)
     assert result.name.startswith("anil_width.") and result.passed, result
+
+
+def test_closed_form_attains_exactly_where_auto_takes_it():
+    """closed_form_attains says in advance which branch anil_best_post_loss's "auto" takes (explore skips long
+    numerical searches with it): μ = 0 or μ in the rows of the closed-form W, and not a μ outside them."""
+    inside = LinearTaskFamily.from_covariances(4, 5, 10, task_cov=np.diag([1.0, 0.5, 0.0, 0.0]),
+                                               task_mean=np.array([0.3, -0.2, 0.0, 0.0]))
+    outside = LinearTaskFamily.from_covariances(4, 5, 10, task_cov=np.diag([1.0, 0.5, 0.0, 0.0]),
+                                                task_mean=np.array([0.3, 0.0, 0.4, 0.0]))
+    for family, expected in ((inside, True), (outside, False), (LinearTaskFamily.subspace(6, 5, rank=2), True)):
+        assert anil_width.closed_form_attains(family, 2, 0.3) is expected
+        method = anil_width.anil_best_post_loss(family, 2, 0.3, restarts=1).method
+        assert (method == "closed form") is expected, method

@@ -112,6 +112,31 @@ def test_the_panels_draw_pending_and_done(controls):
         xp.plt.close(xp.phase_figure(grid, ex.phase_point(config)))
 
 
+@pytest.mark.parametrize("controls", SETTINGS[1:4], ids=["monte-carlo", "power-laws", "K-inf"])
+def test_panel_four_draws_every_rule_at_its_value_or_says_why(controls):
+    """Panel 4: one bar per rule with a value, its length that value, Monte-Carlo values with their interval; a
+    rule without one (pending, or n/a at K = ∞) is a text in its row, never a bar."""
+    from figures import explorer_plots as xp
+
+    config = ex.config_of(controls)
+    for searched in (None, searched_theory(config)):
+        theory = ex.full_theory(config, searched)
+        fig = xp.rules_figure(theory, config.steps, config.width)
+        ax = fig.axes[0]
+        widths = [bar.get_width() for bar in ax.patches]
+        expected = [theory[key] for key, _, _ in xp.RULES if theory.get(key) is not None]
+        assert widths == expected
+        texts = [t.get_text() for t in ax.texts]
+        missing = [key for key, _, _ in xp.RULES if theory.get(key) is None]
+        assert sum(t.strip() in ("pending…", "n/a") for t in texts) == len(missing)
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert labels[0] == f"{config.steps} plain step(s), best α" and labels[-1] == "Bayes floor (any rule)"
+        intervals = len(ax.collections)  # error bars: one per Monte-Carlo value with a non-zero interval
+        assert intervals == sum(bool(theory.get(ci)) and theory.get(key) is not None
+                                for key, ci in xp.INTERVALS.items())
+        xp.plt.close(fig)
+
+
 def test_the_searched_half_comes_from_a_child_process():
     """Searches: pending at first, then searched_theory's very dict, computed in a process of its own."""
     config = ex.config_of(ex.Controls(dim=30))

@@ -130,3 +130,12 @@ def test_without_an_o_d_form_small_d_falls_back_to_the_dense_forms_and_large_d_s
     assert large["shallow_best_post_loss"] is None and "wishart_words" in large["notes"]["shallow_best_post_loss"]
     assert large["implicit_best_post_loss"] is None and "d = 100" in large["notes"]["implicit_best_post_loss"]
     assert large["preconditioned_best_post_loss"] is not None and large["meta_sgd_best_post_loss"] is not None
+
+
+def test_a_search_that_would_take_minutes_is_null_with_its_reason():
+    """ANIL with μ outside the closed-form W's rows is a numerical search, O(d³) an evaluation: above d = 64 it is
+    null with the reason (d = 100 took 84 s, d = 200 8 minutes), and depth 2, which starts from it, says so."""
+    theory = _explore_json("--dim", "100", "--mean-norm", "1")
+    assert theory["anil_best_post_loss"] is None and "d = 64" in theory["notes"]["anil_best_post_loss"]
+    assert theory["depth2_best_post_loss"] is None and "ANIL" in theory["notes"]["depth2_best_post_loss"]
+    assert theory["preconditioned_best_post_loss"] is not None  # the closed forms do not depend on μ (θ* = μ)

@@ -130,6 +130,13 @@ def anil_best_post_loss(family: LinearTaskFamily, width: int, alpha: float = 1.0
     return _numerical_optimum(family, width, alpha, restarts, seed)
 
 
+def closed_form_attains(family: LinearTaskFamily, width: int, alpha: float = 1.0) -> bool:
+    """Whether anil_best_post_loss's "auto" takes the closed form: μ in the row space of the closed-form W (μ = 0
+    always), so no numerical search is needed."""
+    _, residual = _head_reaching(rank_limited_body(family, width, alpha), family.task_mean)
+    return residual <= _IN_ROWS_TOL * max(1.0, float(np.linalg.norm(family.task_mean)))
+
+
 def _numerical_optimum(family: LinearTaskFamily, width: int, alpha: float, restarts: int,
                        seed: int) -> AnilOptimum:
     """L-BFGS-B over x = (vec W, v₀) from ``restarts`` seeded random starts; the best end point."""

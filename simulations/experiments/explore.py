@@ -27,7 +27,7 @@ from simulations.experiments.settings import CLASSIFICATION_ALPHA, PAPER
 from simulations.model_names import MODEL_NAMES, parse_models
 from theory import shallow_maml
 from theory import structured_family as structured
-from theory.anil_width import anil_best_post_loss
+from theory.anil_width import anil_best_post_loss, closed_form_attains
 from theory.bayes_floor import bayes_optimal_loss, spectral_bayes_floor
 from theory.depth2_maml import depth2_best_post_loss
 from theory.ground.errors import (
@@ -299,6 +299,8 @@ def theory_family(config: ExploreConfig) -> StructuredFamily | LinearTaskFamily:
 DENSE_MAX_DIM = 200  # a quantity without an O(d) form (k ≥ 2 steps with Σx ≠ I, ANIL with μ ≠ 0, depth-2's optimum)
 # is computed on the dense family up to this d (its searches multiply d × d matrices, O(d³) an evaluation); above
 # it the quantity is null with this reason in notes, rather than an attempt that runs for hours
+ANIL_SEARCH_MAX_DIM = 64  # ANIL's numerical search (μ outside the closed-form W's rows): 8 L-BFGS runs over h(d + 1)
+# weights, O(d³) an evaluation (d = 50: 5 s, d = 100: 84 s, d = 200: 8 min at h = 64); above it null with the reason
 IMPLICIT_DENSE_MAX_DIM = 100  # iMAML's best λ for a non-isotropic Σx: Monte-Carlo of d × d eigendecompositions
 IMPLICIT_DRAWS = 5000  # support-input draws behind iMAML's best scalar λ on a dense family (about 1 s at d = 50)
 IMPLICIT_ISOTROPIC_DRAWS = 20_000  # draws of Ŝ's min(K, d) eigenvalues for Σx = βI (O(K³) each, whatever d)
@@ -428,6 +430,12 @@ def _deep_theory(config: ExploreConfig, family: StructuredFamily | LinearTaskFam
         return {"anil_best_post_loss": structured.rank_limited_best_post_loss(family, h),
                 "depth2_best_post_loss": None}
     family = config.family() if structured_family else family  # d ≤ DENSE_MAX_DIM: the searches' dense family
+    if d > ANIL_SEARCH_MAX_DIM and not closed_form_attains(family, h, alpha):
+        reason = _too_large(config, ANIL_SEARCH_MAX_DIM, "ANIL's optimum with μ outside the rows of the closed-form W "
+                                                         "(a numerical search: θ = Wᵀv₀ and P = WᵀW are coupled)")
+        notes.update(anil_best_post_loss=reason, depth2_best_post_loss="not computed: its search starts from ANIL's "
+                     f"optimum, which is not computed at d = {d} (see anil_best_post_loss)")
+        return {"anil_best_post_loss": None, "depth2_best_post_loss": None}
     anil = anil_best_post_loss(family, config.width, alpha, seed=config.seed)
     notes["anil_best_post_loss"] = f"width {config.width}: {anil.method}" + (f"; {anil.note}" if anil.note else "")
     small = h * (d + 1) <= DEPTH2_MAX_PARAMETERS
