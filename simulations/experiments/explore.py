@@ -10,10 +10,13 @@ LinNet, each optionally with KFO) with functional MAML and evaluates it on fresh
 For classification (y = sign(w_τᵀx), logistic loss) no closed form exists: theory values are
 None and the default step is 0.5. ``format_report`` is the text the command line prints.
 
-The theory half imports no torch (the simulation half imports it when it runs; the depth-2 optimum search of
-theory.depth2_maml imports it for autograd), so the explorer app (figures/explorer.py) evaluates
-``explore_theory`` in a torch-free process, in its two halves: ``closed_forms`` (milliseconds) and
-``searched_theory`` (ANIL's and depth-2's optimum at width h, the Bayes floor: up to seconds).
+The theory half imports no torch (the simulation half imports it when it runs; the depth-2 optimum search
+differentiates with autograd) and reads the structured family (theory.structured_family: O(d r) numbers, every
+closed form in O(d r²)) wherever no file gives a covariance, so it answers at any d; a quantity without an O(d) form
+is computed on the dense family up to a d where that is quick (DENSE_MAX_DIM and its siblings) and is null with the
+reason above it. The explorer app (figures/explorer.py) evaluates ``explore_theory`` in its two halves:
+``closed_forms`` (milliseconds) and ``searched_theory`` (ANIL's and depth-2's optimum at width h, the Bayes floor,
+iMAML's best λ: up to seconds).
 """
 from __future__ import annotations
 
@@ -122,7 +125,10 @@ class ExploreConfig(Threads):
     "implicit_best_post_loss_ci95" and "implicit_best_lambda"), "bayes_optimal_loss", "bayes_optimal_loss_ci95",
     "bayes_optimal_loss_method", "notes": {key: why it is null, or how the Bayes floor was obtained}},
     "simulation": {"<model>": {"pre_loss", "post_loss", "*_ci95", …, and "post_accuracy" for classification}}}`;
-    a quantity without a closed form is null with its reason in `notes`."""
+    a quantity without a closed form is null with its reason in `notes`. With `--theory-only` and no file the
+    closed forms cost O(d) time and memory (any d: `--dim 1000000` takes about a second); a quantity with no O(d)
+    form (depth-2's search, ANIL's with μ ≠ 0, k ≥ 2 steps on a non-isotropic Σx) is computed where that is quick
+    and is null with the reason above it."""
 
     dim: int = option(PAPER.dim, "input dimension d: the shallow model's failure grows with d/K")
     support: int | float = option(PAPER.support, "support points K per task: few shots, so d ≫ K; 'inf' (with "
