@@ -94,6 +94,15 @@ def test_bad_structures_name_the_parameter():
         StructuredFamily.diagonal(3, 5, 20, np.ones(3), input_diag=np.ones(2))
     with pytest.raises(ParameterError, match="dim"):
         StructuredFamily.subspace(10**15, 5, 20, 2)  # 8 PB of vectors: refused before any is allocated
+    for kwargs, name in (({"support": 0}, "support"), ({"noise_var": -1.0}, "noise_var"),
+                         ({"input_diag": np.array([1.0, 0.0, 1.0])}, "input_diag"),
+                         ({"task_diag": np.array([1.0, -1.0, 1.0])}, "task_diag")):
+        args = {"dim": 3, "support": 5, "query": 20, "noise_var": 0.0, "input_diag": np.ones(3),
+                "task_mean": np.zeros(3), "task_diag": np.ones(3), **kwargs}
+        with pytest.raises(ParameterError, match=name):
+            StructuredFamily(**args)
+    with pytest.raises(ParameterError, match="task_scale"):
+        StructuredFamily.subspace(5, 5, 20, 2, task_scale=0.0)
 
 
 def _explore_json(*argv: str) -> dict:

@@ -59,12 +59,19 @@ class StructuredFamily:
 
     def __post_init__(self):
         d = require_int("dim", self.dim, 1)
+        if not (isinstance(self.support, float) and math.isinf(self.support) and self.support > 0):
+            object.__setattr__(self, "support", require_int("support", self.support, 1))
+        require_int("query", self.query, 1)
+        require_real("noise_var", self.noise_var, 0.0)
         if (self.task_diag is None) == (self.task_factor is None):
             raise ParameterError("task_cov", "both or neither of task_diag and task_factor", "exactly one")
         for name in ("input_diag", "task_mean", "task_diag"):
             value = getattr(self, name)
             if value is not None and (np.shape(value) != (d,) or not np.all(np.isfinite(value))):
                 raise ParameterError(name, np.shape(value), f"a finite vector of length d = {d}")
+        if np.any(self.input_diag <= 0) or (self.task_diag is not None and np.any(self.task_diag < 0)):
+            raise ParameterError("input_diag" if np.any(self.input_diag <= 0) else "task_diag", "a negative entry",
+                                 "Σx's eigenvalues > 0 and Σw's >= 0")
         if self.task_factor is not None and (np.ndim(self.task_factor) != 2 or self.task_factor.shape[0] != d):
             raise ParameterError("task_factor", np.shape(self.task_factor), f"a ({d}, r) matrix")
 
@@ -75,6 +82,8 @@ class StructuredFamily:
         """LinearTaskFamily.subspace's family (same seed, same U and μ) with Σx = diag(``input_diag``) (default I)."""
         dim = require_int("dim", dim, 1)
         rank = require_int("rank", rank, 1, dim)
+        require_real("task_scale", task_scale, 0.0, strict=True)
+        require_real("mean_norm", mean_norm, 0.0)
         require_vectors_fit("dim", dim, VECTORS + (rank if rank < dim else 0))
         rng = np.random.default_rng(seed)
         u = np.linalg.qr(rng.standard_normal((dim, rank)))[0] if rank < dim else None  # (d, r), as subspace() draws
