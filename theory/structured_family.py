@@ -128,6 +128,12 @@ class StructuredFamily:
                                                                          self.task_factor)
 
     @cached_property
+    def input_scale(self) -> float | None:
+        """β where Σx = βI (every b_i within 1e-12 of b_1, relatively), else None."""
+        b = self.input_diag
+        return float(b[0]) if np.all(np.abs(b - b[0]) <= 1e-12 * b[0]) else None
+
+    @cached_property
     def isotropic_inputs(self) -> bool:
         """Σx = I (LinearTaskFamily's test: every |b_i − 1| ≤ 1e-12)."""
         return bool(np.all(np.abs(self.input_diag - 1.0) <= 1e-12))

@@ -342,7 +342,7 @@ def closed_forms(config: ExploreConfig, family: StructuredFamily | LinearTaskFam
             "shallow_optimal_alpha": lambda: shallow_maml.optimal_step_size(family, config.steps),
             "shallow_best_post_loss": lambda: shallow_maml.best_post_adaptation_loss(family, config.steps),
         }
-    out, notes = {"alpha": alpha}, {}
+    out, notes, dense = {"alpha": alpha}, {}, None
     for key, compute in quantities.items():
         try:
             out[key] = float(compute())
@@ -351,8 +351,8 @@ def closed_forms(config: ExploreConfig, family: StructuredFamily | LinearTaskFam
                 out[key], notes[key] = None, str(err)
             elif config.dim > DENSE_MAX_DIM:
                 out[key], notes[key] = None, f"{err}; " + _too_large(config, DENSE_MAX_DIM, "this quantity")
-            else:  # the dense forms (theory.wishart_words) at a d whose matrices are cheap
-                dense = closed_forms(config, config.family())
+            else:  # the dense forms (theory.wishart_words) at a d whose matrices are cheap, computed once
+                dense = closed_forms(config, config.family()) if dense is None else dense
                 out[key] = dense[key]
                 if key in dense["notes"]:
                     notes[key] = dense["notes"][key]
@@ -385,10 +385,10 @@ def _implicit_theory(config: ExploreConfig, family: StructuredFamily | LinearTas
         notes["implicit_best_post_loss"] = "K = ∞: λ → 0 gives ½s², the population minimum (nothing to estimate)"
         return dict.fromkeys(keys)
     if isinstance(family, StructuredFamily):
-        b = family.input_diag
-        if np.all(np.abs(b - b[0]) <= 1e-12 * b[0]) and min(family.support, family.dim) <= ISOTROPIC_MAX_EIGENVALUES:
+        beta = family.input_scale
+        if beta is not None and min(family.support, family.dim) <= ISOTROPIC_MAX_EIGENVALUES:
             best = isotropic_best_scalar_ridge(family.dim, family.support, family.trace(0), family.noise_var,
-                                               float(b[0]), seed=config.seed, draws=IMPLICIT_ISOTROPIC_DRAWS)
+                                               beta, seed=config.seed, draws=IMPLICIT_ISOTROPIC_DRAWS)
             notes["implicit_best_post_loss"] = f"{best.method}: {best.note}"
             return dict(zip(keys, (best.value, best.ci95, best.lam)))
         if config.dim > IMPLICIT_DENSE_MAX_DIM:
